@@ -1,0 +1,186 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/nodebake/nodebake/overlays"
+	"github.com/nodebake/nodebake/spec"
+	"github.com/nodebake/nodebake/tree"
+)
+
+// Units enabled in every image (in addition to what Debian's packages enable
+// themselves). Debian leaves networkd and nftables off; an appliance needs
+// them on, and its root is read-only, so it happens here.
+var Units = []string{
+	"systemd-networkd.service",
+	"systemd-resolved.service",
+	"systemd-timesyncd.service",
+	"nftables.service",
+	"ssh.service",
+	"tor.service",
+	"nodebake-ssh-hostkeys.service",
+	"tmp.mount",
+}
+
+// ManifestPath is where an image records what it is made of.
+const ManifestPath = "usr/share/nodebake/manifest.json"
+
+// Manifest describes an image: its identity and every Debian package in it.
+type Manifest struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Epoch    int64     `json:"source_date_epoch"`
+	Suite    string    `json:"debian_suite"`
+	Kernel   string    `json:"kernel"`
+	Packages []Package `json:"packages"`
+}
+
+// Configure turns a plain Debian userland into a nodebake root, in this
+// order: drop what must not be shared or is not needed, set the identity,
+// add users, apply overlays (nodebake's, then the spec's), enable units and
+// record the manifest. It returns the manifest.
+func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
+	trim(t)
+	if err := identity(t, s); err != nil {
+		return nil, err
+	}
+	if err := AddUsers(t, s.Users); err != nil {
+		return nil, err
+	}
+	AuthorizedKeys(t, s.Users)
+	if err := overlays.Apply(t, overlays.Base(), "nodebake base", s); err != nil {
+		return nil, err
+	}
+	for _, o := range s.Overlays {
+		dir := o
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(s.Dir, o)
+		}
+		if err := overlays.Apply(t, overlays.Dir(dir), o, s); err != nil {
+			return nil, err
+		}
+	}
+	// Debian ships tmp.mount as an example only; /tmp must be a tmpfs on a
+	// read-only root.
+	tmp, err := t.ReadFile("usr/share/systemd/tmp.mount")
+	if err != nil {
+		return nil, fmt.Errorf("tmp.mount: %w", err)
+	}
+	t.WriteFile("etc/systemd/system/tmp.mount", tmp, 0o644, tree.Root)
+	for _, u := range Units {
+		if err := Enable(t, u); err != nil {
+			return nil, err
+		}
+	}
+	return manifest(t, s)
+}
+
+// trim removes what must not be shared between devices (host keys, machine
+// id) and what an appliance never reads (docs, man pages, Debian's initrd).
+func trim(t *tree.Tree) {
+	for _, p := range t.Glob("etc/ssh/ssh_host_*") {
+		t.Remove(p)
+	}
+	for _, p := range append(t.Glob("boot/initrd.img*"), "initrd.img", "initrd.img.old") {
+		t.Remove(p)
+	}
+	for _, p := range append(t.Glob("dev/*"), t.Glob("var/log/*.log")...) {
+		t.Remove(p) // /dev is a devtmpfs on the device; logs are per device
+	}
+	t.RemoveMatch(func(p string, e *tree.Entry) bool {
+		doc, ok := strings.CutPrefix(p, "usr/share/doc/")
+		// Keep copyright files: the image redistributes the packages.
+		return ok && strings.Count(doc, "/") == 1 && !strings.HasSuffix(doc, "/copyright")
+	})
+	for _, d := range []string{"usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/linda"} {
+		t.Remove(d)
+	}
+	for _, p := range t.Glob("usr/share/locale/*") {
+		if !strings.HasSuffix(p, "/locale.alias") {
+			t.Remove(p)
+		}
+	}
+	for _, p := range t.Glob("var/lib/apt/lists/*") {
+		t.Remove(p)
+	}
+	for _, p := range t.Glob("var/cache/apt/*.bin") {
+		t.Remove(p)
+	}
+}
+
+func identity(t *tree.Tree, s *spec.Spec) error {
+	// An empty machine-id in the image: /init binds this device's own id from
+	// /data over it.
+	t.WriteFile("etc/machine-id", nil, 0o444, tree.Root)
+	t.Symlink("/etc/machine-id", "var/lib/dbus/machine-id")
+	t.Symlink("../run/systemd/resolve/stub-resolv.conf", "etc/resolv.conf")
+	for _, d := range []string{"data", "dev", "proc", "sys", "run", "tmp", "home", "var/log/journal"} {
+		t.MkdirAll(d, 0o755, tree.Root)
+	}
+	osr, err := t.ReadFile("usr/lib/os-release")
+	if err != nil {
+		return fmt.Errorf("os-release: %w", err)
+	}
+	t.WriteFile("usr/lib/os-release", OSRelease(osr, s), 0o644, tree.Root)
+	return nil
+}
+
+var osKey = regexp.MustCompile(`^(IMAGE_ID|IMAGE_VERSION|VARIANT|VARIANT_ID)=`)
+
+// OSRelease adds the image's identity to Debian's os-release, as
+// os-release(5) intends for image-based systems.
+func OSRelease(debian []byte, s *spec.Spec) []byte {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(string(debian), "\n"), "\n") {
+		if !osKey.MatchString(line) {
+			b.WriteString(line + "\n")
+		}
+	}
+	fmt.Fprintf(&b, "VARIANT=\"nodebake appliance\"\nVARIANT_ID=nodebake\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n", s.Name, s.Version)
+	return []byte(b.String())
+}
+
+// Kernel returns the version of the one kernel in the userland.
+func Kernel(t *tree.Tree) (string, error) {
+	var found []string
+	for _, p := range t.Glob("boot/vmlinuz-*") {
+		if e, _ := t.Get(p); e.Type == tar.TypeReg {
+			found = append(found, strings.TrimPrefix(p, "boot/vmlinuz-"))
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("kernel: want exactly one /boot/vmlinuz-*, found %d (%s): is linux-image-amd64 installed?", len(found), strings.Join(found, ", "))
+	}
+	return found[0], nil
+}
+
+func manifest(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
+	status, err := t.ReadFile("var/lib/dpkg/status")
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	pkgs, err := ParseStatus(status)
+	if err != nil {
+		return nil, err
+	}
+	kver, err := Kernel(t)
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := spec.Epoch()
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Name: s.Name, Version: s.Version, Epoch: epoch.Unix(), Suite: s.Debian.Suite, Kernel: kver, Packages: pkgs}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	t.WriteFile(ManifestPath, append(b, '\n'), 0o644, tree.Root)
+	return m, nil
+}

@@ -1,0 +1,146 @@
+// Package spec reads image.yaml: the one file that describes an image.
+//
+// Load does three things in order — decode strictly (unknown fields and wrong
+// types are errors), fill in defaults, validate — and reports every problem
+// as "image.yaml:LINE: field.path: what is wrong" before any build work starts.
+package spec
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// APIVersion is the only spec version this build understands.
+const APIVersion = "nodebake/v1"
+
+// Spec is the whole of image.yaml.
+type Spec struct {
+	APIVersion string            `yaml:"apiVersion"`
+	Name       string            `yaml:"name"`
+	Version    string            `yaml:"version"`
+	Hostname   string            `yaml:"hostname"`
+	Debian     Debian            `yaml:"debian"`
+	Users      []User            `yaml:"users"`
+	Firewall   Firewall          `yaml:"firewall"`
+	Tor        Tor               `yaml:"tor"`
+	Zram       Zram              `yaml:"zram"`
+	Sysctl     map[string]string `yaml:"sysctl"`
+	Overlays   []string          `yaml:"overlays"`
+	Disk       Disk              `yaml:"disk"`
+
+	// Dir is the folder image.yaml was read from; relative paths in the
+	// spec (overlays) are resolved against it.
+	Dir string `yaml:"-"`
+	// File is the path image.yaml was read from, for messages.
+	File string `yaml:"-"`
+}
+
+// Debian selects the userland mmdebstrap builds.
+type Debian struct {
+	Suite      string   `yaml:"suite"`
+	Mirror     string   `yaml:"mirror"`
+	Components []string `yaml:"components"`
+	// Packages are installed on top of BasePackages.
+	Packages []string `yaml:"packages"`
+}
+
+// User is an account baked into /etc/passwd with a fixed id, so files on
+// /data keep their owners across image updates.
+type User struct {
+	Name              string   `yaml:"name"`
+	UID               int      `yaml:"uid"`
+	Groups            []string `yaml:"groups"`
+	Shell             string   `yaml:"shell"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys"`
+	// Sudo grants passwordless sudo: the account has no password at all, so
+	// a password prompt could never be answered.
+	Sudo bool `yaml:"sudo"`
+}
+
+// Firewall is nftables with inbound default-deny; only these ports open.
+type Firewall struct {
+	AllowTCP []int `yaml:"allow_tcp"`
+}
+
+// Tor declares onion services; their keys are made on each device.
+type Tor struct {
+	OnionServices []OnionService `yaml:"onion_services"`
+}
+
+// OnionService maps onion ports to local ports of the same number.
+type OnionService struct {
+	Name  string `yaml:"name"`
+	Ports []int  `yaml:"ports"`
+}
+
+// Zram configures compressed swap in RAM (systemd-zram-generator).
+type Zram struct {
+	Enabled     *bool  `yaml:"enabled"`
+	Size        string `yaml:"size"`
+	Compression string `yaml:"compression"`
+}
+
+// On reports whether zram swap is enabled (the default).
+func (z Zram) On() bool { return z.Enabled == nil || *z.Enabled }
+
+// Disk sizes the partitions of the image file. The data partition is grown
+// on the device to fill the disk; its size here is only its initial size.
+type Disk struct {
+	ESPSize  Size `yaml:"esp_size"`
+	SlotSize Size `yaml:"slot_size"`
+	DataSize Size `yaml:"data_size"`
+}
+
+// Total is the size of the image file: 1 MiB before the first partition for
+// the GPT, the partitions, and 1 MiB at the end for the backup GPT.
+func (d Disk) Total() int64 {
+	return int64(2*MiB + d.ESPSize + 2*d.SlotSize + d.DataSize)
+}
+
+// Load reads, defaults and validates the spec at path.
+func Load(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b, path, filepath.Dir(abs))
+}
+
+// Parse is Load for bytes already read; name is used in messages, dir
+// resolves relative paths.
+func Parse(b []byte, name, dir string) (*Spec, error) {
+	s, doc, err := decode(b, name)
+	if err != nil {
+		return nil, err
+	}
+	s.File, s.Dir = name, dir
+	s.applyDefaults()
+	if errs := s.validate(); len(errs) > 0 {
+		return nil, errs.withLines(name, doc)
+	}
+	return s, nil
+}
+
+// Epoch is the time every file in the image is stamped with: the
+// SOURCE_DATE_EPOCH of the build environment when set, else a fixed date, so
+// that two builds of one spec are identical by default.
+func Epoch() (time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return time.Unix(defaultEpoch, 0).UTC(), nil
+	}
+	var n int64
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+// defaultEpoch is 2026-01-01T00:00:00Z.
+const defaultEpoch = 1767225600
