@@ -102,3 +102,13 @@ func (cw countWriter) Write(p []byte) (int, error) {
 func MB(n int64) string {
 	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 }
+
+// SetTotal sets the total once a step knows it.
+func (c *Counter) SetTotal(total int64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.total = total
+	c.mu.Unlock()
+}

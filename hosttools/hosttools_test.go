@@ -1,0 +1,21 @@
+package hosttools
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	if err := Check([]Tool{{"sh", "dash"}, {"/", "base-files"}}); err != nil {
+		t.Fatalf("sh and / exist: %v", err)
+	}
+	err := Check([]Tool{{"sh", "dash"}, {"no-such-tool-nodebake", "nodebake-tool"}, {"/no/such/firmware.fd", "ovmf"}})
+	if err == nil {
+		t.Fatal("missing tools not reported")
+	}
+	for _, want := range []string{"no-such-tool-nodebake (package nodebake-tool)", "/no/such/firmware.fd (package ovmf)", "apt-get install nodebake-tool ovmf"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
