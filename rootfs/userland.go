@@ -31,7 +31,7 @@ var BasePackages = []string{
 	"systemd", "systemd-sysv", "udev", "kmod", "dbus", "linux-image-amd64",
 	"systemd-boot", "systemd-boot-efi", "systemd-timesyncd", "systemd-resolved",
 	"systemd-zram-generator", "e2fsprogs", "dmsetup", "openssh-server", "sudo",
-	"tor", "nftables", "iproute2", "ca-certificates", "libssl3",
+	"tor", "nftables", "iproute2", "netbase", "procps", "ca-certificates", "libssl3",
 	"firmware-realtek", "firmware-misc-nonfree",
 }
 

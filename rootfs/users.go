@@ -43,7 +43,9 @@ func AddUsers(t *tree.Tree, users []spec.User) error {
 			return fmt.Errorf("users: %s: group name or gid %d already exists", u.Name, u.UID)
 		}
 		db["passwd"] = append(db["passwd"], []string{u.Name, "x", id, id, "", "/home/" + u.Name, u.Shell})
-		db["shadow"] = append(db["shadow"], []string{u.Name, "*", "0", "0", "99999", "7", "", "", ""})
+		// An empty last-change day turns password ageing off: "0" would
+		// force a password change at the first (key) login.
+		db["shadow"] = append(db["shadow"], []string{u.Name, "*", "", "0", "99999", "7", "", "", ""})
 		db["group"] = append(db["group"], []string{u.Name, "x", id, ""})
 		db["gshadow"] = append(db["gshadow"], []string{u.Name, "!", "", ""})
 	}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nodebake/nodebake/build"
+	"github.com/nodebake/nodebake/hosttools"
+	"github.com/nodebake/nodebake/spec"
+)
+
+func cmdBuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	file := fs.String("f", "image.yaml", "the image spec")
+	out := fs.String("o", "", "output image (default out/NAME-VERSION.img)")
+	compress := fs.String("compress", "", `"zstd" also writes IMAGE.zst`)
+	quiet := fs.Bool("q", false, "print nothing but errors")
+	src := fs.String("src", "", "nodebake source tree for the device binaries (default: found from the working folder)")
+	cache := fs.String("cache", "", "cache folder (default: the user cache dir + /nodebake)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("build: unexpected argument %q (the spec is given with -f)", fs.Arg(0))
+	}
+	if *compress != "" && *compress != "zstd" {
+		return fmt.Errorf("build: --compress %q: only zstd is supported", *compress)
+	}
+	s, err := spec.Load(*file)
+	if err != nil {
+		return err
+	}
+	var log io.Writer = os.Stdout
+	if *quiet {
+		log = nil
+	}
+	if err := hosttools.Check(hosttools.Build); err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = filepath.Join("out", s.Name+"-"+s.Version+".img")
+	}
+	if *src == "" {
+		if *src, err = build.FindSource(".", s.Dir); err != nil {
+			return err
+		}
+	}
+	if *cache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("build: no cache folder (%v): pass --cache", err)
+		}
+		*cache = filepath.Join(dir, "nodebake")
+	}
+	if err := defaultKeys(s, log); err != nil {
+		return err
+	}
+	_, err = build.Build(ctx, build.Options{
+		Spec: s, Output: *out, CacheDir: *cache, Source: *src, Compress: *compress == "zstd", Log: log,
+	})
+	return err
+}
+
+// defaultKeys gives login users without keys in the spec the SSH keys of
+// whoever runs the build (~/.ssh/*.pub; the invoking user's under sudo), and
+// says so: baking keys into an image is a decision the builder must see.
+func defaultKeys(s *spec.Spec, log io.Writer) error {
+	var keys []string
+	var from []string
+	for i := range s.Users {
+		u := &s.Users[i]
+		if len(u.SSHAuthorizedKeys) > 0 || strings.HasSuffix(u.Shell, "nologin") {
+			continue
+		}
+		if keys == nil {
+			var err error
+			if keys, from, err = builderKeys(); err != nil {
+				return err
+			}
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("%s: user %s has no ssh_authorized_keys and the builder has no ~/.ssh/*.pub: add a key to the spec (ssh-keygen -t ed25519 makes one)", s.File, u.Name)
+		}
+		u.SSHAuthorizedKeys = keys
+		if log != nil {
+			fmt.Fprintf(log, "==> ssh keys       %s may log in with %s\n", u.Name, strings.Join(from, ", "))
+		}
+	}
+	return nil
+}
+
+func builderKeys() ([]string, []string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	if u := os.Getenv("SUDO_USER"); u != "" && os.Geteuid() == 0 {
+		if h, err := homeOf(u); err == nil {
+			home = h
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(home, ".ssh", "*.pub"))
+	var keys, from []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				keys = append(keys, line)
+			}
+		}
+		from = append(from, f)
+	}
+	return keys, from, nil
+}
+
+func homeOf(user string) (string, error) {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 5 && f[0] == user {
+			return f[5], nil
+		}
+	}
+	return "", fmt.Errorf("no user %s", user)
+}

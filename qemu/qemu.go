@@ -1,0 +1,552 @@
+// Package qemu boots a disk image in QEMU the way a user's PC would run it:
+// x86_64, UEFI (OVMF), a virtio disk and network. It serves `nodebake qemu`
+// and the boot tests, which drive the VM through its serial console and
+// through TCP ports forwarded from 127.0.0.1.
+//
+// Without KVM (as on CI machines) QEMU emulates the CPU in software: Debian
+// reaches systemd after ~10 s and finishes booting after ~20-30 s, the first
+// boot longer. Nothing here waits on a fixed clock; callers bound every wait
+// with a context.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Forward forwards TCP connections to 127.0.0.1:HostPort on the host to
+// GuestPort in the guest.
+type Forward struct{ HostPort, GuestPort int }
+
+// Options describes one VM. Only Image is required.
+type Options struct {
+	Image     string // raw disk image
+	Snapshot  bool   // send writes to a temporary overlay; the image file is never modified
+	MemoryMiB int    // default 2048
+	CPUs      int    // default 2
+	Forwards  []Forward
+	Console   io.Writer // receives a copy of the serial console; Interactive makes it default to os.Stdout
+	NoReboot  bool      // exit QEMU when the guest reboots instead of rebooting it
+	// Interactive connects the serial console to the user's terminal: their
+	// keys reach the guest (Ctrl-C included), Ctrl-A X quits QEMU and
+	// Ctrl-A C switches to the QEMU monitor. Without it the console is only
+	// captured, for WaitConsole and Console.
+	Interactive bool
+	// StopGrace is how long Stop lets the guest shut down after pressing the
+	// ACPI power button before it kills QEMU. Default 2 minutes: systemd
+	// stopping bitcoind under software emulation takes a while.
+	StopGrace time.Duration
+}
+
+const (
+	defaultMemoryMiB = 2048
+	defaultCPUs      = 2
+	defaultStopGrace = 2 * time.Minute
+
+	qemuBinary = "qemu-system-x86_64"
+)
+
+// firmware is a pair of OVMF flash images: code is mapped read-only, vars is
+// the template for each VM's private, writable variable store.
+type firmware struct{ code, vars string }
+
+// debianOVMF is where Debian's ovmf package installs the 4 MiB build, the one
+// that matches current PCs (the 2 MiB build cannot hold enough variables).
+var debianOVMF = firmware{
+	code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+	vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+}
+
+// VM is a running QEMU process.
+type VM struct {
+	cmd       *exec.Cmd
+	dir       string // private temp dir: OVMF variables, QMP socket
+	stopGrace time.Duration
+	stderr    lockedBuffer
+	qmp       *qmpConn
+
+	mu      sync.Mutex
+	console []byte
+	cursor  int           // WaitConsole has consumed console[:cursor]
+	changed chan struct{} // closed and replaced whenever console grows or reaches EOF
+	eof     bool          // QEMU closed the console: it has exited
+
+	done    chan struct{} // closed once QEMU has exited and been cleaned up after
+	exitErr error         // QEMU's exit result, valid after done
+}
+
+// Start launches QEMU and returns once its control socket answers. ctx bounds
+// the life of the VM, like exec.CommandContext: when ctx is done, QEMU is
+// killed.
+func Start(ctx context.Context, o Options) (*VM, error) {
+	return start(ctx, o, debianOVMF)
+}
+
+func start(ctx context.Context, o Options, fw firmware) (*VM, error) {
+	o, err := withDefaults(o)
+	if err != nil {
+		return nil, err
+	}
+	binary, err := exec.LookPath(qemuBinary)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found: install it (Debian: apt-get install qemu-system-x86)", qemuBinary)
+	}
+	for _, f := range []string{fw.code, fw.vars} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("UEFI firmware %s is missing: install OVMF (Debian: apt-get install ovmf): %w", f, err)
+		}
+	}
+	if _, err := os.Stat(o.Image); err != nil {
+		return nil, fmt.Errorf("disk image: %w", err)
+	}
+	// QEMU would read a relative "name:rest" as a protocol.
+	if o.Image, err = filepath.Abs(o.Image); err != nil {
+		return nil, fmt.Errorf("disk image: %w", err)
+	}
+
+	dir, err := os.MkdirTemp("", "nodebake-qemu-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir for the VM: %w", err)
+	}
+	p := paths{
+		code: fw.code,
+		vars: filepath.Join(dir, "OVMF_VARS.fd"),
+		qmp:  filepath.Join(dir, "qmp.sock"),
+	}
+	// Each VM gets fresh variables: what one boot stores (boot order, "boot
+	// into firmware setup next time", systemd-boot's one-shot entries) must
+	// not leak into the next.
+	if err := copyFile(fw.vars, p.vars); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("copy UEFI variable store: %w", err)
+	}
+
+	vm, err := launch(binary, o, dir, p, kvmUsable())
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			vm.Kill()
+		case <-vm.done:
+		}
+	}()
+	if err := vm.connectQMP(ctx, p.qmp); err != nil {
+		// Whatever went wrong, QEMU's own error output says why.
+		vm.Kill()
+		return nil, fmt.Errorf("%s did not start: %w%s", qemuBinary, err, indent(vm.stderr.String()))
+	}
+	return vm, nil
+}
+
+func withDefaults(o Options) (Options, error) {
+	if o.Image == "" {
+		return o, errors.New("qemu: no disk image given")
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = defaultMemoryMiB
+	}
+	if o.CPUs == 0 {
+		o.CPUs = defaultCPUs
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = defaultStopGrace
+	}
+	if o.Interactive && o.Console == nil {
+		o.Console = os.Stdout
+	}
+	if o.MemoryMiB < 0 || o.CPUs < 0 {
+		return o, fmt.Errorf("qemu: memory %d MiB and %d CPUs: both must be positive", o.MemoryMiB, o.CPUs)
+	}
+	seen := map[int]bool{}
+	for _, f := range o.Forwards {
+		if !validPort(f.HostPort) || !validPort(f.GuestPort) {
+			return o, fmt.Errorf("qemu: forward %d→%d: ports must be 1-65535", f.HostPort, f.GuestPort)
+		}
+		if seen[f.HostPort] {
+			return o, fmt.Errorf("qemu: host port %d is forwarded twice", f.HostPort)
+		}
+		seen[f.HostPort] = true
+	}
+	return o, nil
+}
+
+func validPort(p int) bool { return p > 0 && p < 65536 }
+
+// launch starts the QEMU process and the goroutines that read its console
+// and reap it.
+func launch(binary string, o Options, dir string, p paths, kvm bool) (*VM, error) {
+	vm := &VM{
+		dir:       dir,
+		stopGrace: o.StopGrace,
+		changed:   make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	// QEMU writes the serial console to its stdout. An *os.File (rather than
+	// an io.Writer) keeps exec from adding a copying goroutine, so EOF on the
+	// read end means QEMU has exited and all output has been read.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("console pipe: %w", err)
+	}
+	cmd := exec.Command(binary, args(o, p, kvm)...)
+	cmd.Stdout = pw
+	cmd.Stderr = &vm.stderr
+	// If this program dies, so does the VM; SIGTERM lets QEMU restore the
+	// terminal of an interactive session.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	var restoreTerminal func()
+	if o.Interactive {
+		cmd.Stdin = os.Stdin
+		restoreTerminal = saveTerminal(os.Stdin)
+	}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("start %s: %w", binary, err)
+	}
+	pw.Close()
+	vm.cmd = cmd
+
+	readDone := make(chan struct{})
+	go func() {
+		vm.readConsole(pr, o.Console)
+		pr.Close()
+		close(readDone)
+	}()
+	go func() {
+		err := cmd.Wait()
+		<-readDone
+		if restoreTerminal != nil {
+			// QEMU puts the terminal in raw mode and restores it only when
+			// it exits cleanly, not when killed.
+			restoreTerminal()
+		}
+		os.RemoveAll(vm.dir)
+		if err != nil {
+			vm.exitErr = fmt.Errorf("%s: %w%s", qemuBinary, err, indent(vm.stderr.String()))
+		}
+		close(vm.done)
+	}()
+	return vm, nil
+}
+
+// paths are the files a VM's command line refers to besides the image.
+type paths struct {
+	code string // OVMF code, read-only
+	vars string // this VM's copy of the OVMF variable store
+	qmp  string // QMP control socket
+}
+
+// args builds QEMU's command line.
+func args(o Options, p paths, kvm bool) []string {
+	accel := "tcg"
+	if kvm {
+		accel = "kvm"
+	}
+	drive := "if=none,id=disk0,format=raw,file=" + escape(o.Image)
+	if o.Snapshot {
+		// Per drive, not the global -snapshot, which would also apply to the
+		// firmware variable store.
+		drive += ",snapshot=on"
+	}
+	// restrict=on: the guest must not reach anything beyond this machine
+	// (it runs Tor, which would otherwise go out through the user-mode
+	// network). Forwards into the guest still work.
+	netdev := "user,id=net0,restrict=on"
+	for _, f := range o.Forwards {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	a := []string{
+		"-nodefaults",
+		"-machine", "q35",
+		"-accel", accel,
+		"-cpu", "max",
+		"-m", fmt.Sprint(o.MemoryMiB),
+		"-smp", fmt.Sprint(o.CPUs),
+		"-display", "none",
+		"-drive", "if=pflash,unit=0,format=raw,readonly=on,file=" + escape(p.code),
+		"-drive", "if=pflash,unit=1,format=raw,file=" + escape(p.vars),
+		"-drive", drive,
+		"-device", "virtio-blk-pci,drive=disk0",
+		// Without an entropy source early getrandom() in the guest blocks.
+		"-device", "virtio-rng-pci",
+		"-netdev", netdev,
+		"-device", "virtio-net-pci,netdev=net0",
+		"-chardev", "socket,id=qmp,path=" + escape(p.qmp) + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+	}
+	if o.Interactive {
+		// signal=off passes Ctrl-C to the guest; the mux adds QEMU's
+		// Ctrl-A escapes (X: quit, C: monitor).
+		a = append(a,
+			"-chardev", "stdio,id=con0,mux=on,signal=off",
+			"-serial", "chardev:con0",
+			"-mon", "chardev=con0,mode=readline")
+	} else {
+		a = append(a,
+			"-chardev", "stdio,id=con0,signal=off",
+			"-serial", "chardev:con0")
+	}
+	if o.NoReboot {
+		a = append(a, "-no-reboot")
+	}
+	return a
+}
+
+// escape quotes a value inside a QEMU option list, where a comma separates
+// options and a doubled comma stands for a literal one.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// kvmUsable reports whether QEMU can use KVM. /dev/kvm alone is not enough:
+// some virtual machines expose it without virtualization extensions, and
+// QEMU then aborts while setting up the vCPU.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	return err == nil && cpuHasVirtualization(string(cpuinfo))
+}
+
+// cpuHasVirtualization reports whether /proc/cpuinfo lists Intel VT-x (vmx)
+// or AMD-V (svm).
+func cpuHasVirtualization(cpuinfo string) bool {
+	for line := range strings.Lines(cpuinfo) {
+		key, value, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(key) != "flags" {
+			continue
+		}
+		for _, flag := range strings.Fields(value) {
+			if flag == "vmx" || flag == "svm" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readConsole copies QEMU's serial output into the console buffer and to w
+// until QEMU exits.
+func (vm *VM) readConsole(r io.Reader, w io.Writer) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if w != nil {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					// A broken copy must not stall the VM or the tests.
+					w = nil
+				}
+			}
+			vm.mu.Lock()
+			vm.console = append(vm.console, buf[:n]...)
+			close(vm.changed)
+			vm.changed = make(chan struct{})
+			vm.mu.Unlock()
+		}
+		if err != nil {
+			vm.mu.Lock()
+			vm.eof = true
+			close(vm.changed)
+			vm.changed = make(chan struct{})
+			vm.mu.Unlock()
+			return
+		}
+	}
+}
+
+// consoleRescan limits how often WaitConsole rescans the console: the serial
+// port delivers output a few bytes at a time, and rescanning everything
+// since the last match on every byte would be quadratic.
+const consoleRescan = 50 * time.Millisecond
+
+// WaitConsole waits until the serial console shows a match for re and
+// returns the match. Like expect(1) it consumes output: the search starts
+// after the end of the previous match, so waiting twice for the same pattern
+// waits for its second occurrence (e.g. across a reboot). It fails as soon as
+// QEMU exits or ctx is done, with the end of the console in the error.
+func (vm *VM) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error) {
+	for {
+		vm.mu.Lock()
+		if loc := re.FindIndex(vm.console[vm.cursor:]); loc != nil {
+			match := string(vm.console[vm.cursor+loc[0] : vm.cursor+loc[1]])
+			vm.cursor += loc[1]
+			vm.mu.Unlock()
+			return match, nil
+		}
+		changed, eof := vm.changed, vm.eof
+		vm.mu.Unlock()
+
+		if eof {
+			<-vm.done
+			status := "without error"
+			if vm.exitErr != nil {
+				status = vm.exitErr.Error()
+			}
+			return "", fmt.Errorf("QEMU exited (%s) before the console showed /%s/; console ends with:%s",
+				status, re, indent(vm.consoleTail()))
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", fmt.Errorf("console never showed /%s/: %w; console ends with:%s",
+				re, ctx.Err(), indent(vm.consoleTail()))
+		}
+		select {
+		case <-time.After(consoleRescan):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Console returns everything the serial console has shown so far.
+func (vm *VM) Console() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return string(vm.console)
+}
+
+// ansiEscape matches the terminal control sequences firmware and boot
+// loaders use to draw menus; they make error messages unreadable.
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z])`)
+
+// consoleTail is the last part of the console as readable text, for errors.
+func (vm *VM) consoleTail() string {
+	text := ansiEscape.ReplaceAllString(vm.Console(), "")
+	text = strings.ToValidUTF8(strings.ReplaceAll(text, "\r", ""), "")
+	const max = 3000
+	if len(text) > max {
+		text = "…" + text[len(text)-max:]
+	}
+	if strings.TrimSpace(text) == "" {
+		return "(nothing)"
+	}
+	return text
+}
+
+// Stop presses the ACPI power button and waits for the guest to power off.
+// If it has not after Options.StopGrace, Stop kills QEMU and says so. It
+// returns QEMU's exit result; stopping a VM that has already exited just
+// returns that.
+func (vm *VM) Stop() error {
+	select {
+	case <-vm.done:
+		return vm.exitErr
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), vm.stopGrace)
+	defer cancel()
+	// An error here means QEMU is already on its way out or hangs; waiting
+	// below settles it either way.
+	vm.qmp.execute(ctx, "system_powerdown")
+	select {
+	case <-vm.done:
+		return vm.exitErr
+	case <-ctx.Done():
+		vm.Kill()
+		return fmt.Errorf("guest did not power off within %v of the ACPI power button: killed QEMU", vm.stopGrace)
+	}
+}
+
+// Kill ends QEMU at once, as pulling the plug would, and waits until it has
+// exited.
+func (vm *VM) Kill() error {
+	if err := vm.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s: %w", qemuBinary, err)
+	}
+	<-vm.done
+	return nil
+}
+
+// Wait waits for QEMU to exit and returns its result: nil when the guest
+// powered off (or rebooted under NoReboot), otherwise the exit status with
+// QEMU's error output.
+func (vm *VM) Wait() error {
+	<-vm.done
+	return vm.exitErr
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// forwarding into a test VM.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// saveTerminal records the terminal settings of f, if it is a terminal, and
+// returns a function that puts them back.
+func saveTerminal(f *os.File) func() {
+	fd := int(f.Fd())
+	saved, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return func() {}
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, saved) }
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// indent formats multi-line text to follow a colon in an error message.
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	return "\n    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// lockedBuffer collects QEMU's error output while QEMU runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}

@@ -1,0 +1,263 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestArgs(t *testing.T) {
+	o := Options{
+		Image:     "/images/node,v1.img",
+		Snapshot:  true,
+		MemoryMiB: 3072,
+		CPUs:      4,
+		Forwards:  []Forward{{2222, 22}, {50001, 50001}},
+		NoReboot:  true,
+	}
+	p := paths{code: "/fw/code.fd", vars: "/tmp/x/vars.fd", qmp: "/tmp/x/qmp.sock"}
+	a := args(o, p, false)
+	line := strings.Join(a, " ")
+
+	for _, want := range [][]string{
+		{"-machine", "q35"},
+		{"-accel", "tcg"},
+		{"-cpu", "max"},
+		{"-m", "3072"},
+		{"-smp", "4"},
+		{"-display", "none"},
+		{"-drive", "if=pflash,unit=0,format=raw,readonly=on,file=/fw/code.fd"},
+		{"-drive", "if=pflash,unit=1,format=raw,file=/tmp/x/vars.fd"},
+		// A comma in a path must be doubled, or QEMU reads the rest as options.
+		{"-drive", "if=none,id=disk0,format=raw,file=/images/node,,v1.img,snapshot=on"},
+		{"-device", "virtio-blk-pci,drive=disk0"},
+		{"-device", "virtio-rng-pci"},
+		{"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:50001-:50001"},
+		{"-device", "virtio-net-pci,netdev=net0"},
+		{"-chardev", "stdio,id=con0,signal=off"},
+		{"-serial", "chardev:con0"},
+	} {
+		if !containsSeq(a, want) {
+			t.Errorf("command line lacks %q:\n%s", want, line)
+		}
+	}
+	if a[0] != "-nodefaults" {
+		t.Errorf("command line should start with -nodefaults: %s", line)
+	}
+	if !slices.Contains(a, "-no-reboot") {
+		t.Errorf("NoReboot not passed: %s", line)
+	}
+	if strings.Contains(line, "mux=on") {
+		t.Errorf("captured console must not multiplex a monitor: %s", line)
+	}
+
+	o.Snapshot, o.NoReboot, o.Interactive = false, false, true
+	a = args(o, p, true)
+	line = strings.Join(a, " ")
+	if !containsSeq(a, []string{"-accel", "kvm"}) {
+		t.Errorf("KVM not used when usable: %s", line)
+	}
+	if strings.Contains(line, "snapshot") || slices.Contains(a, "-no-reboot") {
+		t.Errorf("snapshot or -no-reboot passed without being asked for: %s", line)
+	}
+	if !containsSeq(a, []string{"-chardev", "stdio,id=con0,mux=on,signal=off"}) ||
+		!containsSeq(a, []string{"-mon", "chardev=con0,mode=readline"}) {
+		t.Errorf("interactive console lacks the multiplexed monitor: %s", line)
+	}
+}
+
+func containsSeq(a, seq []string) bool {
+	for i := range a {
+		if slices.Equal(a[i:min(i+len(seq), len(a))], seq) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOptionsRejected(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no image":         {},
+		"port zero":        {Image: "x", Forwards: []Forward{{0, 22}}},
+		"port too large":   {Image: "x", Forwards: []Forward{{2222, 70000}}},
+		"host port twice":  {Image: "x", Forwards: []Forward{{2222, 22}, {2222, 23}}},
+		"negative memory":  {Image: "x", MemoryMiB: -1},
+		"negative cpus":    {Image: "x", CPUs: -2},
+		"image is missing": {Image: filepath.Join(t.TempDir(), "missing.img")},
+	} {
+		if _, err := Start(t.Context(), o); err == nil {
+			t.Errorf("%s: Start accepted %+v", name, o)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	o, err := withDefaults(Options{Image: "x", Interactive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MemoryMiB != 2048 || o.CPUs != 2 || o.StopGrace != 2*time.Minute || o.Console != os.Stdout {
+		t.Errorf("defaults: %+v", o)
+	}
+}
+
+func TestMissingTools(t *testing.T) {
+	img := emptyImage(t)
+
+	_, err := start(t.Context(), Options{Image: img}, firmware{code: "/nonexistent/OVMF_CODE_4M.fd", vars: debianOVMF.vars})
+	if err == nil || !strings.Contains(err.Error(), "apt-get install ovmf") {
+		t.Errorf("missing firmware: want a hint to install ovmf, got %v", err)
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	_, err = Start(t.Context(), Options{Image: img})
+	if err == nil || !strings.Contains(err.Error(), "apt-get install qemu-system-x86") {
+		t.Errorf("missing QEMU: want a hint to install qemu-system-x86, got %v", err)
+	}
+}
+
+func TestCPUHasVirtualization(t *testing.T) {
+	for cpuinfo, want := range map[string]bool{
+		"processor\t: 0\nflags\t\t: fpu vme vmx sse2\n":  true,
+		"processor\t: 0\nflags\t\t: fpu svm lm\n":        true,
+		"processor\t: 0\nflags\t\t: fpu hypervisor lm\n": false,
+		"vmx\n": false, // only the flags line counts
+	} {
+		if got := cpuHasVirtualization(cpuinfo); got != want {
+			t.Errorf("cpuHasVirtualization(%q) = %v, want %v", cpuinfo, got, want)
+		}
+	}
+}
+
+// TestRealQEMU starts real QEMU with the real firmware and an empty disk:
+// QEMU accepts the command line, answers QMP and forwards the port; the
+// firmware ignores the ACPI power button (there is no OS to handle it), so
+// Stop kills QEMU after the grace period and cleans up. Booting as far as the
+// boot loader takes seconds, so that is left to the test tagged "qemu".
+func TestRealQEMU(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := Start(ctx, Options{
+		Image:     emptyImage(t),
+		Snapshot:  true,
+		MemoryMiB: 256,
+		CPUs:      1,
+		Forwards:  []Forward{{port, 22}},
+		StopGrace: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Kill()
+
+	status, err := vm.qmp.execute(ctx, "query-status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct{ Status string }
+	if err := json.Unmarshal(status, &s); err != nil || s.Status != "running" {
+		t.Fatalf("query-status: %s (%v)", status, err)
+	}
+
+	// The forward listens on loopback only.
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatalf("forwarded port %d: %v", port, err)
+	}
+	c.Close()
+
+	err = vm.Stop()
+	if err == nil || !strings.Contains(err.Error(), "did not power off") {
+		t.Fatalf("Stop of firmware that ignores the power button: got %v", err)
+	}
+	if err := vm.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Wait after the kill: got %v", err)
+	}
+	if _, err := os.Stat(vm.dir); !os.IsNotExist(err) {
+		t.Errorf("VM temp dir %s left behind (%v)", vm.dir, err)
+	}
+
+	// After QEMU has exited, waiting for more output fails at once.
+	_, err = vm.WaitConsole(ctx, regexp.MustCompile(`never printed`))
+	if err == nil || !strings.Contains(err.Error(), "QEMU exited") || ctx.Err() != nil {
+		t.Errorf("WaitConsole after exit: got %v", err)
+	}
+}
+
+// TestPortTaken: QEMU's own complaint about a forwarded port that is in use
+// reaches the caller of Start.
+func TestPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	vm, err := Start(t.Context(), Options{Image: emptyImage(t), Snapshot: true, Forwards: []Forward{{port, 22}}})
+	if err == nil {
+		vm.Kill()
+		t.Fatal("Start succeeded with the forwarded port taken")
+	}
+	if !strings.Contains(err.Error(), "hostfwd") && !strings.Contains(err.Error(), "forward") {
+		t.Errorf("error does not name the forward: %v", err)
+	}
+}
+
+// TestWaitConsoleConsumes: a second wait for the same pattern needs a second
+// occurrence; ctx ends the wait with the console in the error.
+func TestWaitConsoleConsumes(t *testing.T) {
+	vm := &VM{changed: make(chan struct{}), done: make(chan struct{})}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go vm.readConsole(r, nil)
+	defer w.Close()
+
+	w.WriteString("\x1b[2J\x1b[01;01Hboot A: login: ")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	login := regexp.MustCompile(`boot (\w): login:`)
+	if m, err := vm.WaitConsole(ctx, login); err != nil || m != "boot A: login:" {
+		t.Fatalf("first wait: %q, %v", m, err)
+	}
+
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	_, err = vm.WaitConsole(short, login)
+	if err == nil || !strings.Contains(err.Error(), "boot A: login:") || strings.Contains(err.Error(), "\x1b") {
+		t.Fatalf("second wait before a second login: want a timeout showing the readable console, got %v", err)
+	}
+
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		w.WriteString("reboot\r\nboot B: login: ")
+	}()
+	if m, err := vm.WaitConsole(ctx, login); err != nil || m != "boot B: login:" {
+		t.Fatalf("wait across reboot: %q, %v", m, err)
+	}
+}
+
+func emptyImage(t *testing.T) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
