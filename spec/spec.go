@@ -7,6 +7,8 @@ package spec
 
 import (
 	"fmt"
+
+	"github.com/nodebake/nodebake/artifact"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,6 +31,10 @@ type Spec struct {
 	Sysctl     map[string]string `yaml:"sysctl"`
 	Overlays   []string          `yaml:"overlays"`
 	Disk       Disk              `yaml:"disk"`
+	Artifacts  Artifacts         `yaml:"artifacts"`
+	// Demo marks an image built from stand-in releases (make demo-image):
+	// it says so in os-release, the manifest, the console and Fulcrum's banner.
+	Demo bool `yaml:"demo"`
 
 	// Dir is the folder image.yaml was read from; relative paths in the
 	// spec (overlays) are resolved against it.
@@ -84,6 +90,23 @@ type Zram struct {
 
 // On reports whether zram swap is enabled (the default).
 func (z Zram) On() bool { return z.Enabled == nil || *z.Enabled }
+
+// Artifacts are the verified release binaries baked into the image; an
+// artifact left out is not installed.
+type Artifacts struct {
+	BitcoinCore *artifact.Config `yaml:"bitcoin-core"`
+	Fulcrum     *artifact.Config `yaml:"fulcrum"`
+}
+
+// Each calls f for every configured artifact with its kind.
+func (a Artifacts) Each(f func(kind string, c *artifact.Config)) {
+	if a.BitcoinCore != nil {
+		f(artifact.BitcoinCore, a.BitcoinCore)
+	}
+	if a.Fulcrum != nil {
+		f(artifact.Fulcrum, a.Fulcrum)
+	}
+}
 
 // Disk sizes the partitions of the image file. The data partition is grown
 // on the device to fill the disk; its size here is only its initial size.

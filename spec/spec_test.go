@@ -86,6 +86,12 @@ func TestRejects(t *testing.T) {
 		"hostname": {minimal + "hostname: Not_Valid\n",
 			`image.yaml:4: hostname: "Not_Valid"`},
 		"syntax": {"apiVersion: [\n", "image.yaml: "},
+		"artifact signer": {minimal + "artifacts:\n  bitcoin-core:\n    signers:\n      - name: x\n        fingerprint: nothex\n        key: https://example.org/x.asc\n",
+			"image.yaml:8: artifacts.bitcoin-core.signers[0].fingerprint: "},
+		"artifact url": {minimal + "artifacts:\n  bitcoin-core:\n    base_url: ftp://x/\n",
+			"image.yaml:6: artifacts.bitcoin-core.base_url: "},
+		"fulcrum alone": {minimal + "artifacts:\n  fulcrum:\n    version: 1.11.1\n",
+			"artifacts.fulcrum: Fulcrum needs bitcoind"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -101,6 +107,23 @@ func TestRejects(t *testing.T) {
 }
 
 // All problems are reported in one go, in line order.
+func TestArtifactDefaults(t *testing.T) {
+	s, err := Parse([]byte(minimal+"artifacts:\n  bitcoin-core: {}\n  fulcrum:\n    version: 1.11.1\n"), "image.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, f := s.Artifacts.BitcoinCore, s.Artifacts.Fulcrum
+	if bc.Version != "30.2" || bc.MinSignatures != 3 || len(bc.Signers) != 5 || bc.Tarball != "bitcoin-30.2-x86_64-linux-gnu.tar.gz" {
+		t.Errorf("bitcoin-core defaults: %+v", bc)
+	}
+	if f.Tarball != "Fulcrum-1.11.1-x86_64-linux.tar.gz" || f.Signers[0].Fingerprint != "D465135F97D0047E18E99DC321810A542031C02C" {
+		t.Errorf("fulcrum defaults: %+v", f)
+	}
+	if s2, _ := Parse([]byte(minimal), "image.yaml", t.TempDir()); s2.Artifacts.BitcoinCore != nil {
+		t.Error("an image without artifacts got one")
+	}
+}
+
 func TestAllErrorsAtOnce(t *testing.T) {
 	y := minimal + "firewall:\n  allow_tcp: [0]\ndisk:\n  slot_size: 1MiB\n"
 	_, err := Parse([]byte(y), "image.yaml", t.TempDir())

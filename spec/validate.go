@@ -8,6 +8,8 @@ import (
 	"regexp"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/nodebake/nodebake/artifact"
 )
 
 // Defaults: the MiniBolt node, so a spec only says what differs from it.
@@ -58,6 +60,7 @@ func (s *Spec) applyDefaults() {
 			s.Users[i].Shell = "/bin/bash"
 		}
 	}
+	s.Artifacts.Each(artifact.Defaults)
 	if s.Disk.ESPSize == 0 {
 		s.Disk.ESPSize = 256 * MiB
 	}
@@ -189,6 +192,15 @@ func (s *Spec) validate() Errors {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			bad(fmt.Sprintf("overlays[%d]", i), "%s is not a directory", dir)
 		}
+	}
+
+	s.Artifacts.Each(func(kind string, c *artifact.Config) {
+		for _, e := range c.Validate() {
+			bad("artifacts."+kind+"."+e.Path, "%s", e.Msg)
+		}
+	})
+	if s.Artifacts.BitcoinCore == nil && s.Artifacts.Fulcrum != nil {
+		bad("artifacts.fulcrum", "Fulcrum needs bitcoind: add artifacts.bitcoin-core")
 	}
 
 	d := s.Disk

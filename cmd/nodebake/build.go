@@ -22,6 +22,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	src := fs.String("src", "", "nodebake source tree for the device binaries (default: found from the working folder)")
 	cache := fs.String("cache", "", "cache folder (default: the user cache dir + /nodebake)")
+	mirror := fs.String("mirror", "", "folder or URL holding the release files and signer keys, for building without internet")
+	offline := fs.Bool("offline", false, "never download: releases come from --mirror or the cache")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,7 +63,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	_, err = build.Build(ctx, build.Options{
-		Spec: s, Output: *out, CacheDir: *cache, Source: *src, Compress: *compress == "zstd", Log: log,
+		Spec: s, Output: *out, CacheDir: *cache, Source: *src, Compress: *compress == "zstd",
+		Mirror: *mirror, Offline: *offline, Log: log,
 	})
 	return err
 }

@@ -15,7 +15,7 @@ import (
 const usage = `nodebake builds bootable appliance images for a Bitcoin node.
 
 Usage:
-  nodebake build   [-f image.yaml] [-o out/NAME-VERSION.img] [--compress zstd] [-q]
+  nodebake build   [-f image.yaml] [-o out/NAME-VERSION.img] [--compress zstd] [--mirror DIR|URL] [--offline] [-q]
   nodebake inspect IMAGE
   nodebake qemu    [-m MiB] [--cpus N] [--ssh-port 2222] [--persist] IMAGE
 

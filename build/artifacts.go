@@ -1,0 +1,80 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/rootfs"
+	"github.com/nodebake/nodebake/spec"
+	"github.com/nodebake/nodebake/tree"
+)
+
+// binaries are the files each release contributes to /usr/local/bin, found
+// by name wherever the tarball keeps them.
+var binaries = map[string][]string{
+	artifact.BitcoinCore: {"bitcoind", "bitcoin-cli"},
+	artifact.Fulcrum:     {"Fulcrum", "FulcrumAdmin"},
+}
+
+// FulcrumVersionPath tells the first-boot agent which Fulcrum the image
+// carries: 1.x and 2.x take different memory settings.
+const FulcrumVersionPath = "usr/share/nodebake/fulcrum-version"
+
+// verified is a release whose signatures and hash checked out, with the
+// files it contributes.
+type verified struct {
+	kind  string
+	rel   *artifact.Release
+	files map[string]artifact.File
+}
+
+// fetchArtifacts fetches and verifies every release the spec pins. It runs
+// before anything else so that a bad or unreachable release stops the
+// build at once.
+func fetchArtifacts(ctx context.Context, s *spec.Spec, o Options, progress io.Writer) ([]verified, error) {
+	var all []verified
+	var err error
+	s.Artifacts.Each(func(kind string, c *artifact.Config) {
+		if err != nil {
+			return
+		}
+		var rel *artifact.Release
+		rel, err = artifact.Fetch(ctx, *c, artifact.FetchOptions{
+			CacheDir: o.CacheDir, Mirror: o.Mirror, Offline: o.Offline, KeyDir: s.Dir, Progress: progress,
+		})
+		if err != nil {
+			return
+		}
+		var files map[string]artifact.File
+		if files, err = rel.Files(binaries[kind]...); err != nil {
+			return
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "  %s %s: sha256 %s, signed by %v\n", kind, rel.Version, rel.SHA256, rel.Signers)
+		}
+		all = append(all, verified{kind, rel, files})
+	})
+	return all, err
+}
+
+// installArtifacts puts verified binaries into the tree and describes them
+// for the manifest.
+func installArtifacts(t *tree.Tree, all []verified) []rootfs.Artifact {
+	var out []rootfs.Artifact
+	for _, v := range all {
+		a := rootfs.Artifact{Kind: v.kind, Version: v.rel.Version, Tarball: v.rel.TarballName, SHA256: v.rel.SHA256, Signers: v.rel.Signers}
+		for name, f := range v.files {
+			t.WriteFile("usr/local/bin/"+name, f.Data, 0o755, tree.Root)
+			a.Files = append(a.Files, "/usr/local/bin/"+name)
+		}
+		sort.Strings(a.Files)
+		if v.kind == artifact.Fulcrum {
+			t.WriteFile(FulcrumVersionPath, []byte(v.rel.Version+"\n"), 0o644, tree.Root)
+		}
+		out = append(out, a)
+	}
+	return out
+}
