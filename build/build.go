@@ -103,9 +103,14 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	rootfs.WriteManifest(t, m)
 
 	var initBin []byte
-	if err := log.stage("device binaries", "go build ./cmd/nodebake-init for linux/amd64", func() (err error) {
-		initBin, err = deviceBinary(ctx, o.Source, "./cmd/nodebake-init", work)
-		return err
+	if err := log.stage("device binaries", "go build ./cmd/nodebake-init ./cmd/nodectl for linux/amd64", func() error {
+		bins, err := deviceBinaries(ctx, o.Source, work, "./cmd/nodebake-init", "./cmd/nodectl")
+		if err != nil {
+			return err
+		}
+		initBin = bins["./cmd/nodebake-init"]
+		t.WriteFile("usr/bin/nodectl", bins["./cmd/nodectl"], 0o755, tree.Root)
+		return nil
 	}); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ var Units = []string{
 	"nftables.service",
 	"ssh.service",
 	"tor.service",
-	"nodebake-ssh-hostkeys.service",
+	"nodebake-firstboot.service",
 	"tmp.mount",
 }
 
@@ -74,14 +74,14 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 	AuthorizedKeys(t, s.Users)
 	units := Units
 	builtin := []struct {
-		name string
-		fsys fs.FS
-		on   bool
-		unit string
+		name  string
+		fsys  fs.FS
+		on    bool
+		units []string
 	}{
-		{"nodebake base", overlays.Base(), true, ""},
-		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, "bitcoind.service"},
-		{"fulcrum", overlays.Fulcrum(), s.Artifacts.Fulcrum != nil, "fulcrum.service"},
+		{"nodebake base", overlays.Base(), true, nil},
+		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, []string{"bitcoind.service", "nodebake-sync-watch.service"}},
+		{"fulcrum", overlays.Fulcrum(), s.Artifacts.Fulcrum != nil, []string{"fulcrum.service"}},
 	}
 	for _, o := range builtin {
 		if !o.on {
@@ -90,9 +90,7 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 		if err := overlays.Apply(t, o.fsys, o.name, s); err != nil {
 			return nil, err
 		}
-		if o.unit != "" {
-			units = append(units[:len(units):len(units)], o.unit)
-		}
+		units = append(units[:len(units):len(units)], o.units...)
 	}
 	for _, o := range s.Overlays {
 		dir := o

@@ -151,7 +151,7 @@ func TestConfigure(t *testing.T) {
 	for _, link := range []string{
 		"etc/systemd/system/multi-user.target.wants/nftables.service",
 		"etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
-		"etc/systemd/system/ssh.service.requires/nodebake-ssh-hostkeys.service",
+		"etc/systemd/system/multi-user.target.wants/nodebake-firstboot.service",
 		"etc/systemd/system/local-fs.target.wants/tmp.mount",
 	} {
 		if e, ok := tr.Get(link); !ok || e.Link == "" {

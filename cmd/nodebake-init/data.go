@@ -102,7 +102,9 @@ func formatData(dev, root string) error {
 	}
 	defer unbind()
 	say("data: %s is blank, creating an ext4 filesystem", dev)
-	cmd := exec.Command("/sbin/mkfs.ext4", "-L", "data", "-E", "lazy_itable_init=1", dev)
+	// -T default: 4 KiB blocks even on the small partition of a fresh image,
+	// so the reserved GDT covers growth to ~256 GiB online.
+	cmd := exec.Command("/sbin/mkfs.ext4", "-T", "default", "-L", "data", "-E", "lazy_itable_init=1", dev)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	// mkfs does not ask before overwriting a filesystem when its input is no

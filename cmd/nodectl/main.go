@@ -1,0 +1,56 @@
+// Command nodectl is the agent on a nodebake device. `nodectl firstboot`
+// runs on every boot (nodebake-firstboot.service) and makes the image right
+// for this device; `nodectl status` shows what it found and did.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// command is one subcommand: it gets its arguments and where to print.
+type command struct {
+	summary string
+	run     func(args []string, stdout io.Writer) error
+}
+
+var commands = map[string]command{
+	"firstboot":  {"size, configure and key this device (run by nodebake-firstboot.service)", firstbootCmd},
+	"status":     {"show what the last `nodectl firstboot` found and did", statusCmd},
+	"health":     {"is bitcoind up, and is Fulcrum indexing or serving? (-wait 5m polls)", healthCmd},
+	"sync-watch": {"after bitcoind's initial sync, lower dbcache and turn the mempool on (run by nodebake-sync-watch.service)", syncWatchCmd},
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 2
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "nodectl: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := c.run(args[1:], stdout); err != nil {
+		fmt.Fprintf(stderr, "nodectl %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: nodectl <command> [flags]")
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/nodebake/nodebake/firstboot"
+)
+
+func statusCmd(args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("nodectl status", flag.ContinueOnError)
+	path := flags.String("report", firstboot.ReportPath, "the report to show")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	r, err := firstboot.ReadReport(*path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no report at %s: the first-boot agent has not run this boot (see `systemctl status nodebake-firstboot`)", *path)
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.WriteText(stdout); err != nil {
+		return err
+	}
+	if n := len(r.Failed()); n > 0 {
+		return fmt.Errorf("%d step(s) failed at the last boot", n)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/nodebake/nodebake/firstboot"
+	"github.com/nodebake/nodebake/health"
+)
+
+// syncWatchCmd does the guide's "activate mempool & reduce dbcache after a
+// full sync" by itself: it waits until bitcoind leaves the initial block
+// download, records that on /data, renders bitcoin.conf for the synced
+// phase and restarts bitcoind once. nodebake-sync-watch.service runs it
+// until the marker exists.
+func syncWatchCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("nodectl sync-watch", flag.ContinueOnError)
+	every := fs.Duration("interval", 5*time.Minute, "how often to ask bitcoind")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root")
+	}
+	if _, err := os.Stat(firstboot.SyncedMarker); err == nil {
+		fmt.Fprintln(stdout, "bitcoind was already synced: nothing to do")
+		return nil
+	}
+	for {
+		r := health.Check(context.Background(), health.Default())
+		if r.Bitcoind.OK && r.Bitcoind.Synced {
+			break
+		}
+		fmt.Fprintf(stdout, "waiting for bitcoind's initial block download: %s\n", r.Bitcoind.Detail)
+		time.Sleep(*every)
+	}
+	if err := writeMarker(firstboot.SyncedMarker); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "bitcoind is synced: lowering dbcache, turning the mempool on, restarting bitcoind once")
+	if _, err := firstboot.Run(firstboot.Config{Root: "/", Owners: firstboot.SystemOwners(), Log: stdout}); err != nil {
+		return err
+	}
+	if out, err := exec.Command("systemctl", "try-restart", "bitcoind.service").CombinedOutput(); err != nil {
+		return fmt.Errorf("restart bitcoind: %v: %s", err, out)
+	}
+	return nil
+}
+
+// writeMarker creates path durably: temp file, fsync, rename, fsync folder.
+func writeMarker(path string) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(f, time.Now().UTC().Format(time.RFC3339)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,354 @@
+// Package firstboot makes a generic nodebake image right for the device it
+// boots on. `nodectl firstboot` runs it on every boot, before ssh, tor,
+// bitcoind and Fulcrum start:
+//
+//   - it grows the data partition and its filesystem to fill the disk;
+//   - it creates the guide's folders and links with their owners and modes;
+//   - it makes the device's own secrets once and keeps them: Fulcrum's TLS
+//     key and certificate, the SSH host key;
+//   - it sizes bitcoind's and Fulcrum's memory from the RAM and CPUs (Size)
+//     and renders bitcoin.conf and fulcrum.conf from the image's defaults,
+//     the sizing and the user's override files, which it never changes.
+//
+// Every step looks at the state it is responsible for and changes only what
+// differs, so a second run changes nothing and a run cut short (a power
+// cut) is completed by the next. A failing step is reported with what to do
+// and does not stop the others. The report goes to /run/nodebake/firstboot.json.
+package firstboot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is how Run is called. On the device: Root "/", SystemOwners,
+// GrowData true. Tests use a temporary root and record owners instead.
+type Config struct {
+	Root     string
+	Owners   Owners
+	Now      func() time.Time // nil: time.Now
+	Log      io.Writer        // progress and failures; nil: discarded
+	GrowData bool             // grow the partition mounted at /data and its filesystem
+}
+
+// step is one job: it returns what it looked after, and an error that says
+// what failed. fix says what the admin can do about a failure.
+type step struct {
+	name string
+	fix  string
+	run  func() ([]Item, error)
+}
+
+type agent struct {
+	c        Config
+	w        files
+	now      time.Time
+	settings Settings
+	fvSource string // where the Fulcrum version came from
+	hwErr    error
+	synced   bool
+	users    map[string]Owner
+	userErrs map[string]error
+}
+
+func newAgent(c Config) *agent {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	a := &agent{c: c, w: files{c.Owners}, now: c.Now(), users: map[string]Owner{}, userErrs: map[string]error{}}
+	fv, source := imageFulcrumVersion(c.Root)
+	a.fvSource = source
+	hw, err := DetectHardware(c.Root)
+	a.hwErr = err
+	a.settings = Size(hw, fv)
+	_, err = os.Stat(a.path(SyncedMarker))
+	a.synced = err == nil
+	for _, u := range []string{"admin", "bitcoin", "fulcrum"} {
+		a.users[u], a.userErrs[u] = lookupUser(c.Root, u)
+	}
+	return a
+}
+
+func (a *agent) path(p string) string { return filepath.Join(a.c.Root, p) }
+
+// user returns a user's owner, or why it is unknown.
+func (a *agent) user(name string) (Owner, error) { return a.users[name], a.userErrs[name] }
+
+func (a *agent) steps() []step {
+	// The host key comes first: sshd waits for this unit, and whatever
+	// happens later, the admin must be able to log in and look.
+	return []step{
+		{"ssh host key", "sshd may refuse to start: use the console, fix the named file, then run `sudo nodectl firstboot`", a.hostKey},
+		{"data partition", "/data keeps its size; the node still works until the disk is full", a.growData},
+		{"folders", "fix the named path, then run `sudo nodectl firstboot`", a.folders},
+		{"fulcrum tls", "Fulcrum's SSL port will not work: fix the named file, then run `sudo nodectl firstboot`", a.tls},
+		{"bitcoin.conf", "bitcoind runs with the previous " + BitcoinConf + " if there is one", a.bitcoinConf},
+		{"fulcrum.conf", "Fulcrum runs with the previous " + FulcrumConf + " if there is one", a.fulcrumConf},
+	}
+}
+
+// Run does every step, writes the report and returns it. The error lists
+// the steps that failed; the report says why and what to do.
+func Run(c Config) (*Report, error) {
+	if c.Owners == nil {
+		return nil, errors.New("firstboot: Config.Owners is nil")
+	}
+	a := newAgent(c)
+	r := &Report{Time: a.now.UTC(), FulcrumSource: a.fvSource, BitcoindSynced: a.synced, Settings: a.settings}
+	if a.hwErr != nil {
+		fmt.Fprintf(c.Log, "hardware: %v: memory cannot be sized\n", a.hwErr)
+	} else {
+		for _, w := range a.settings.Warnings {
+			fmt.Fprintf(c.Log, "warning: %s\n", w)
+		}
+	}
+	var failed []string
+	for _, s := range a.steps() {
+		st := a.do(s)
+		if st.Error != "" {
+			failed = append(failed, s.name)
+		}
+		r.Steps = append(r.Steps, st)
+	}
+	if err := a.writeReport(r); err != nil {
+		fmt.Fprintf(c.Log, "report: %v\n", err)
+		failed = append(failed, "report")
+	}
+	if len(failed) > 0 {
+		return r, fmt.Errorf("%d step(s) failed: %s (see `nodectl status`)", len(failed), strings.Join(failed, ", "))
+	}
+	return r, nil
+}
+
+// do runs one step and logs what changed. A step that panics fails like
+// one that returns an error: the others still run.
+func (a *agent) do(s step) Step {
+	items, err := func() (items []Item, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("internal error: %v", p)
+			}
+		}()
+		return s.run()
+	}()
+	st := Step{Name: s.name, Items: items}
+	for i, it := range items {
+		// Helpers name files by where the agent works; the report names
+		// them as they are on the device.
+		if root := filepath.Clean(a.c.Root); root != "/" {
+			it.What = strings.TrimPrefix(it.What, root)
+			items[i] = it
+		}
+		if it.Status != Unchanged {
+			detail := ""
+			if it.Detail != "" {
+				detail = ": " + it.Detail
+			}
+			fmt.Fprintf(a.c.Log, "%s: %s %s%s\n", s.name, it.Status, it.What, detail)
+		}
+	}
+	if err != nil {
+		st.Error = fmt.Sprintf("%v (%s)", err, s.fix)
+		fmt.Fprintf(a.c.Log, "%s: FAILED: %s\n", s.name, st.Error)
+	}
+	return st
+}
+
+func (a *agent) writeReport(r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := a.path(ReportPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	_, err = a.w.file(p, append(b, '\n'), 0o644, rootOwner)
+	return err
+}
+
+func (a *agent) growData() ([]Item, error) {
+	if !a.c.GrowData {
+		return []Item{{What: "/data", Status: Skipped, Detail: "growing was not asked for"}}, nil
+	}
+	return growData("/data")
+}
+
+// folders makes the guide's data folders and the links to them from the
+// users' homes.
+func (a *agent) folders() ([]Item, error) {
+	if fi, err := os.Stat(a.path("/data")); err != nil || !fi.IsDir() {
+		return nil, errors.New("there is no /data folder: is the data partition mounted? (see `journalctl -b -t nodebake-init`)")
+	}
+	var items []Item
+	dir := func(p string, mode fs.FileMode, user string) error {
+		o, err := a.user(user)
+		if err != nil {
+			return err
+		}
+		full := a.path(p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		st, err := a.w.dir(full, mode, o)
+		if err != nil {
+			return err
+		}
+		items = append(items, Item{What: p, Status: st})
+		return nil
+	}
+	link := func(p, target, user string) error {
+		o, err := a.user(user)
+		if err != nil {
+			return err
+		}
+		st, err := a.w.symlink(a.path(p), target, o)
+		if err != nil {
+			return err
+		}
+		items = append(items, Item{What: p + " → " + target, Status: st})
+		return nil
+	}
+	for _, f := range []func() error{
+		func() error { return dir(BitcoinDir, 0o750, "bitcoin") },
+		func() error { return dir(FulcrumDir, 0o750, "fulcrum") },
+		func() error { return dir(FulcrumDB, 0o750, "fulcrum") },
+		func() error { return dir("/home/bitcoin", 0o750, "bitcoin") },
+		func() error { return dir("/home/fulcrum", 0o750, "fulcrum") },
+		func() error { return dir("/home/admin", 0o750, "admin") },
+		func() error { return link("/home/bitcoin/.bitcoin", BitcoinDir, "bitcoin") },
+		func() error { return link("/home/fulcrum/.fulcrum", FulcrumDir, "fulcrum") },
+		// The guide links admin's ~/.bitcoin too, so that bitcoin-cli finds
+		// the cookie.
+		func() error { return link("/home/admin/.bitcoin", BitcoinDir, "admin") },
+	} {
+		if err := f(); err != nil {
+			return items, err
+		}
+	}
+	return items, nil
+}
+
+func (a *agent) tls() ([]Item, error) {
+	o, err := a.user("fulcrum")
+	if err != nil {
+		return nil, err
+	}
+	if err := requireDir(a.path(FulcrumDir)); err != nil {
+		return nil, err
+	}
+	return ensureTLS(a.w, a.path(FulcrumKey), a.path(FulcrumCert), o, a.now)
+}
+
+func (a *agent) hostKey() ([]Item, error) {
+	dir := filepath.Dir(HostKeyPath)
+	if err := os.MkdirAll(a.path(filepath.Dir(dir)), 0o755); err != nil {
+		return nil, err
+	}
+	st, err := a.w.dir(a.path(dir), 0o700, rootOwner)
+	if err != nil {
+		return nil, err
+	}
+	items, err := ensureHostKey(a.w, a.path(HostKeyPath))
+	return append([]Item{{What: dir, Status: st}}, items...), err
+}
+
+// override creates the user's override file, empty, if it is missing and
+// returns what it holds. The agent never writes to it otherwise.
+func (a *agent) override(p, user string) (Item, []byte, error) {
+	o, err := a.user(user)
+	if err != nil {
+		return Item{}, nil, err
+	}
+	st, err := a.w.createOnly(a.path(p), nil, 0o640, o)
+	if err != nil {
+		return Item{}, nil, err
+	}
+	b, err := os.ReadFile(a.path(p))
+	if err != nil {
+		return Item{}, nil, fmt.Errorf("%s cannot be read: %w", p, err)
+	}
+	return Item{What: p, Status: st}, b, nil
+}
+
+func (a *agent) bitcoinConf() ([]Item, error) {
+	if a.hwErr != nil {
+		return nil, fmt.Errorf("cannot size memory: %w", a.hwErr)
+	}
+	o, err := a.user("bitcoin")
+	if err != nil {
+		return nil, err
+	}
+	if err := requireDir(a.path(BitcoinDir)); err != nil {
+		return nil, err
+	}
+	ov, override, err := a.override(BitcoinOverride, "bitcoin")
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.w.file(a.path(BitcoinConf), BitcoinConfig(a.settings, a.synced, override), 0o640, o)
+	if err != nil {
+		return []Item{ov}, err
+	}
+	return []Item{ov, {What: BitcoinConf, Status: st}}, nil
+}
+
+func (a *agent) fulcrumConf() ([]Item, error) {
+	if a.hwErr != nil {
+		return nil, fmt.Errorf("cannot size memory: %w", a.hwErr)
+	}
+	o, err := a.user("fulcrum")
+	if err != nil {
+		return nil, err
+	}
+	if err := requireDir(a.path(FulcrumDir)); err != nil {
+		return nil, err
+	}
+	// The banner is the user's to change, as the guide invites: it is
+	// copied from the image once.
+	banner, err := os.ReadFile(a.path(ImageBanner))
+	if err != nil {
+		return nil, fmt.Errorf("the image has no banner: %w", err)
+	}
+	st, err := a.w.createOnly(a.path(FulcrumBanner), banner, 0o644, o)
+	if err != nil {
+		return nil, err
+	}
+	items := []Item{{What: FulcrumBanner, Status: st}}
+	ov, override, err := a.override(FulcrumOverride, "fulcrum")
+	if err != nil {
+		return items, err
+	}
+	items = append(items, ov)
+	conf, dropped := FulcrumConfig(a.settings, override)
+	st, err = a.w.file(a.path(FulcrumConf), conf, 0o640, o)
+	if err != nil {
+		return items, err
+	}
+	it := Item{What: FulcrumConf, Status: st}
+	if len(dropped) > 0 {
+		it.Detail = fmt.Sprintf("left out of %s, Fulcrum %d.x refuses to start with it: %s", FulcrumOverride, a.settings.FulcrumVersion, strings.Join(dropped, "; "))
+	}
+	return append(items, it), nil
+}
+
+func requireDir(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a folder", p)
+	}
+	return nil
+}

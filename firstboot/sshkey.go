@@ -1,0 +1,88 @@
+package firstboot
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// HostKeyPath is the SSH host key sshd is configured with
+// (overlays/base/etc/ssh/sshd_config.d/10-nodebake.conf.tmpl). /var lives on
+// the data partition, so the key is made once per device and kept.
+const HostKeyPath = "/var/lib/nodebake/ssh/ssh_host_ed25519_key"
+
+// parseHostKey reads an OpenSSH private key and accepts it only if it is an
+// unencrypted ed25519 key, the only kind sshd is told to use.
+func parseHostKey(b []byte) (ed25519.PrivateKey, error) {
+	raw, err := ssh.ParseRawPrivateKey(b)
+	if err != nil {
+		return nil, err
+	}
+	switch k := raw.(type) {
+	case ed25519.PrivateKey:
+		return k, nil
+	case *ed25519.PrivateKey:
+		return *k, nil
+	}
+	return nil, fmt.Errorf("a %T, not an ed25519 key", raw)
+}
+
+// ensureHostKey keeps an ed25519 host key at path (0600, root) and its
+// public half at path.pub (0644), as ssh-keygen writes them. A key that is
+// missing or unreadable is replaced; a .pub that does not match is rewritten
+// from the key, which is kept.
+func ensureHostKey(w files, path string) ([]Item, error) {
+	b, err := os.ReadFile(path)
+	var why string
+	var key ed25519.PrivateKey
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "there was no host key"
+	case err != nil:
+		why = err.Error()
+	default:
+		if key, err = parseHostKey(b); err != nil {
+			why = "the old key was unusable: " + err.Error()
+		}
+	}
+	var items []Item
+	if why == "" {
+		st, err := metaStatus(w.meta(path, 0o600, rootOwner))
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, Item{What: path, Status: st})
+	} else {
+		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+		block, err := ssh.MarshalPrivateKey(key, "")
+		if err != nil {
+			return nil, err
+		}
+		st, err := w.file(path, pem.EncodeToMemory(block), 0o600, rootOwner)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, Item{What: path, Status: st, Detail: "new ed25519 key: " + why})
+	}
+	pub, err := ssh.NewPublicKey(key.Public())
+	if err != nil {
+		return items, err
+	}
+	st, err := w.file(path+".pub", ssh.MarshalAuthorizedKey(pub), 0o644, rootOwner)
+	if err != nil {
+		return items, err
+	}
+	fp := ""
+	if st != Unchanged {
+		fp = ssh.FingerprintSHA256(pub)
+	}
+	return append(items, Item{What: path + ".pub", Status: st, Detail: fp}), nil
+}
