@@ -1,0 +1,241 @@
+package ota
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+
+	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/verity"
+)
+
+// Create makes a signed bundle from a built image and writes it to the
+// directory dir, which must not exist yet (the bundle is assembled beside
+// it and renamed into place when complete).
+//
+// Everything comes from the image itself: root-a's content up to the end
+// of its verity data, the kernel and initramfs that slot a's boot entry
+// names, the kernel arguments and verity parameters on that entry, and the
+// name and version recorded in the root filesystem. The verity data is
+// rebuilt from the squashfs and must reproduce the entry's root hash, so a
+// damaged image cannot become a bundle.
+func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir string, progress Progress) (*Bundle, error) {
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("%s already exists: choose a new directory for the bundle", dir)
+	}
+	src, err := readImage(image)
+	if err != nil {
+		return nil, err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(stage)
+
+	f, err := os.Open(image)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m := src.manifest
+	if m.Root, err = src.root(ctx, f, stage, progress); err != nil {
+		return nil, err
+	}
+	esp, err := fat32.Read(file.New(f, true), src.esp.Size, src.esp.Start, 512)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the ESP: %w", image, err)
+	}
+	for _, c := range []struct {
+		name, path string
+		dst        *File
+	}{{KernelFile, src.entry.Linux, &m.Kernel}, {InitrdFile, src.entry.Initrd[0], &m.Initrd}} {
+		p := strings.TrimPrefix(c.path, "/")
+		st, err := esp.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the boot entry names %s, which the ESP lacks: %w", image, c.path, err)
+		}
+		r, err := esp.OpenFile(p, os.O_RDONLY)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", image, c.path, err)
+		}
+		*c.dst, err = saveFile(ctx, stage, c.name, r, st.Size(), nil, progress)
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", image, c.path, err)
+		}
+	}
+
+	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	raw = append(raw, '\n')
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", image, err)
+	}
+	if err := writeFileAtomic(filepath.Join(stage, SignatureFile), sign(raw, key), 0o644, false); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(stage, ManifestFile), raw, 0o644, false); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(stage, dir); err != nil {
+		return nil, err
+	}
+	return Open(dir)
+}
+
+// imageSource is what Create reads from an image before copying anything.
+type imageSource struct {
+	path     string
+	manifest Manifest // without the file records
+	rootA    disk.PartitionInfo
+	esp      disk.PartitionInfo
+	entry    disk.Entry
+	slot     bootparam.Slot
+}
+
+func readImage(image string) (*imageSource, error) {
+	info, err := disk.Inspect(image)
+	if err != nil {
+		return nil, err
+	}
+	src := &imageSource{path: image}
+	parts := map[string]disk.PartitionInfo{}
+	for _, p := range info.Partitions {
+		parts[p.Name] = p
+	}
+	for _, name := range []string{disk.ESPName, disk.RootAName, disk.RootBName, disk.DataName} {
+		if _, ok := parts[name]; !ok {
+			return nil, fmt.Errorf("%s has no %s partition: not a nodebake image", image, name)
+		}
+	}
+	src.rootA, src.esp = parts[disk.RootAName], parts[disk.ESPName]
+	if info.ESP == nil {
+		return nil, fmt.Errorf("%s: the ESP could not be read", image)
+	}
+	var found []string
+	for _, e := range info.ESP.Entries {
+		if n, ok := parseEntryName(e.File); ok && n.slot == "a" {
+			src.entry = e
+			found = append(found, e.File)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("%s: want one boot entry for slot a, found %d %v", image, len(found), found)
+	}
+	if len(src.entry.Initrd) != 1 || src.entry.Linux == "" {
+		return nil, fmt.Errorf("%s: %s: want one linux and one initrd line", image, src.entry.File)
+	}
+	if src.slot, err = bootparam.Parse(src.entry.Options); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", image, src.entry.File, err)
+	}
+	if src.slot.Name != "a" || src.slot.RootPartUUID != parts[disk.RootAName].UUID || src.slot.DataPartUUID != parts[disk.DataName].UUID {
+		return nil, fmt.Errorf("%s: %s names slot %s on PARTUUID %s, but root-a is %s: the entry does not belong to this disk",
+			image, src.entry.File, src.slot.Name, src.slot.RootPartUUID, parts[disk.RootAName].UUID)
+	}
+
+	if src.rootA.Manifest == nil {
+		return nil, fmt.Errorf("%s: root-a has no %s: not a nodebake image", image, disk.ManifestPath)
+	}
+	var id struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(src.rootA.Manifest, &id); err != nil || id.Name == "" || id.Version == "" {
+		return nil, fmt.Errorf("%s: root-a's %s lacks a name or version", image, disk.ManifestPath)
+	}
+	if src.entry.Version != id.Version {
+		return nil, fmt.Errorf("%s: the boot entry says version %q but the root filesystem says %q", image, src.entry.Version, id.Version)
+	}
+	v := src.slot.Verity
+	src.manifest = Manifest{
+		Format:     Format,
+		Name:       id.Name,
+		Version:    id.Version,
+		Compatible: id.Name,
+		KernelArgs: kernelArgs(src.entry.Options),
+		Partitions: Partitions{RootA: parts[disk.RootAName].UUID, RootB: parts[disk.RootBName].UUID, Data: parts[disk.DataName].UUID},
+		Verity:     Verity{RootHash: v.RootHash, Salt: v.Salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset},
+	}
+	return src, nil
+}
+
+// kernelArgs is a boot entry's options without the slot's parameters.
+func kernelArgs(options string) string {
+	var keep []string
+	for _, f := range strings.Fields(options) {
+		if !strings.HasPrefix(f, "nodebake.") {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// root copies root-a's squashfs (everything before the verity superblock)
+// into dir and rebuilds the verity data with the image's salt and verity
+// UUID. The result must carry the entry's root hash: then it is, byte for
+// byte, what the slot holds.
+func (src *imageSource) root(ctx context.Context, img *os.File, dir string, progress Progress) (File, error) {
+	v := src.slot.Verity
+	if int64(v.HashOffset)+4096 > src.rootA.Size {
+		return File{}, fmt.Errorf("%s: the boot entry puts the verity superblock at %d, past root-a's end (%d bytes)", src.path, v.HashOffset, src.rootA.Size)
+	}
+	sb := make([]byte, 32)
+	if _, err := img.ReadAt(sb, src.rootA.Start+int64(v.HashOffset)); err != nil {
+		return File{}, err
+	}
+	if !bytes.Equal(sb[:8], []byte("verity\x00\x00")) {
+		return File{}, fmt.Errorf("%s: root-a has no verity superblock at byte %d", src.path, v.HashOffset)
+	}
+	var uuid [16]byte
+	copy(uuid[:], sb[16:32])
+	salt, err := hex.DecodeString(v.Salt)
+	if err != nil {
+		return File{}, err
+	}
+
+	if _, err := saveFile(ctx, dir, RootFile, io.NewSectionReader(img, src.rootA.Start, int64(v.HashOffset)), int64(v.HashOffset), nil, progress); err != nil {
+		return File{}, err
+	}
+	path := filepath.Join(dir, RootFile)
+	progress.report("verity", 0, 1)
+	got, err := verity.FormatFile(path, salt, uuid)
+	if err != nil {
+		return File{}, err
+	}
+	progress.report("verity", 1, 1)
+	if got != v {
+		return File{}, fmt.Errorf("%s: root-a's squashfs gives verity root hash %s, the boot entry says %s: the image is damaged",
+			src.path, got.RootHash, v.RootHash)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return File{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return File{}, err
+	}
+	hw := newHashWriter(io.Discard)
+	if err := copyN(ctx, hw, f, st.Size(), "hash "+RootFile, progress); err != nil {
+		return File{}, err
+	}
+	return File{Size: st.Size(), SHA256: hw.sum()}, nil
+}

@@ -1,0 +1,117 @@
+// Package ota updates a nodebake device over the air: it makes signed update
+// bundles from built images, delivers them through an OCI registry or any
+// web server, and writes them into the inactive root slot so that
+// systemd-boot's boot counting decides whether the new slot stays.
+//
+// # Bundle
+//
+// A bundle is five files, in a directory or in one uncompressed tar file
+// holding exactly these names in this order (small files first, so a reader
+// of the stream meets the manifest before the bulk):
+//
+//	manifest.json  what the bundle is, signed byte for byte (see Manifest)
+//	manifest.sig   "ed25519 <key id> <base64 signature>\n", detached
+//	vmlinuz        the kernel
+//	initrd.img     the initramfs
+//	root.img       the root slot's content: squashfs, zero-padded to 4 KiB,
+//	               then the dm-verity superblock and hash tree
+//
+// The manifest names the image (name, version, the compatibility id a
+// device must run), the kernel arguments and PARTUUIDs the boot entry
+// needs, the verity parameters, and the size and sha256 of each other file.
+// File names are fixed, never read from the bundle, so a bundle cannot
+// write outside its directory. A directory is what Create makes and what
+// PublishDir, Pull and Fetch produce; the tar (WriteTar) is for copying one
+// file onto a device. Open reads either.
+//
+// Verify trusts nothing before the signature: it checks the signature with
+// the device's key, then compatibility, version and the list of versions
+// that already failed here, then every file's size and sha256.
+//
+// # Delivery
+//
+// Publish pushes a bundle to an OCI registry as an artifact (OCI image
+// manifest with artifactType ArtifactType, the empty config, one layer per
+// file with its own media type); Pull fetches it back. PublishDir writes the
+// bundle directory for any static web server; Fetch downloads it. Both
+// download paths write each file under a temporary name, check it, and
+// rename it into place; the manifest comes last.
+//
+// # Slots and boot entries
+//
+// The disk has two root slots, a and b. Each has at most one Boot Loader
+// Spec entry in /loader/entries on the ESP, named for the slot and carrying
+// systemd-boot's boot counter in its name:
+//
+//	nodebake-b+3.conf    new: three tries left               (Pending)
+//	nodebake-b+2-1.conf  systemd-boot renamed it when booting (Pending)
+//	nodebake-b.conf      systemd-bless-boot dropped the counter: good (Good)
+//	nodebake-b+0-3.conf  tries used up without being blessed  (Bad)
+//	nodebake-b+0.conf    a good slot set aside (Standby)
+//
+// systemd-boot (252, as shipped with Debian 12) boots the first entry of its
+// sorted list, and sorts by, in order: entries with no tries left last;
+// entries with a sort-key before those without; sort-key ascending; version
+// descending; file name descending (both compared like CompareVersions).
+// NextBoot reproduces that order. Every entry this package writes has
+// "sort-key nodebake" and the image version, so among healthy entries the
+// newest version boots.
+//
+// A loader.conf "default" pattern is not used: systemd-boot picks the first
+// entry matching the pattern even when it has no tries left, which would
+// defeat the automatic fallback. The LoaderEntryDefault EFI variable has the
+// same flaw and needs efivarfs besides. Renames are all it takes: an entry
+// with "+0" sorts last, and with three tries it sorts above the running
+// entry whenever its version is newer.
+//
+// When the order alone would not boot the new entry (a downgrade, or
+// Rollback to an older slot), the running slot's entry is demoted to
+// Standby ("+0"). Should the new slot then use up its tries, both entries
+// have none left, and systemd-boot compares them exactly as it did before
+// the demotion: the running slot's entry sorted first then, so it boots
+// again. Standby differs from Bad only in having no "-N" part, which
+// systemd-boot never writes; Rollback and Apply rely on that to tell a good
+// slot set aside from a failed one.
+//
+// # Apply, step by step, and what a power cut leaves
+//
+// Apply writes the slot the device is not running (T) and never opens the
+// running slot's partition or the data partition. The running slot's entry
+// must be Good or Standby: replacing the last known-good slot while the
+// running one is still on trial could leave nothing that boots.
+//
+//  1. Remove T's entry, then T's kernel and initramfs, and the leftovers of
+//     an interrupted run. From here on nothing points at T. Cut: the
+//     running slot's entry is the only one and boots, whatever its
+//     counter says.
+//  2. If the running entry is Standby (a rollback or downgrade that was
+//     never booted), make it Good again: it is the fallback now.
+//  3. Stream root.img into T's partition while hashing it; sync, drop the
+//     page cache and read it back; both hashes must match the signed
+//     manifest. Cut: T holds garbage, but no entry names it.
+//  4. Write kernel and initramfs to nodebake/T/ under ".tmp" names, read
+//     them back and check their hashes, rename them into place. Cut: still
+//     no entry for T.
+//  5. Write loader/entries/nodebake-T+3.conf.tmp (systemd-boot ignores
+//     names not ending in .conf), sync it, rename it. Cut before the
+//     rename: the old entry set; after: a complete entry whose files were
+//     all verified.
+//  6. If systemd-boot's order would still prefer the running entry, demote
+//     it to Standby. Cut before: the running slot boots (the update is
+//     simply not active yet, and running Apply again redoes it); after: T
+//     boots with three tries.
+//
+// A rename on FAT is two directory-entry writes (add the new name, delete
+// the old). A cut between them leaves both names for the same file: for
+// ".tmp" → ".conf" the extra name is ignored; for a counter change both
+// names describe the same slot and either order gives one of the two
+// states above. Each file is synced before it is renamed and each
+// directory after. This assumes, as systemd-boot's own counting does, that
+// a single sector write is not torn.
+//
+// Rollback makes the other slot the default the same way: that slot's
+// entry gets three fresh tries, then, unless it already sorts first, the
+// running entry is demoted. After the first rename either slot may sort
+// first, both complete; after the second, the other slot does. A slot
+// whose entry is Bad is refused: it never booted to completion.
+package ota

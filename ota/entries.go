@@ -1,0 +1,339 @@
+package ota
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nodebake/nodebake/bootparam"
+)
+
+// entriesDir is where Boot Loader Spec Type #1 entries live on the ESP.
+const entriesDir = "loader/entries"
+
+// triesNew is how many boots a new slot gets to reach boot-complete.target.
+const triesNew = 3
+
+// sortKey groups nodebake's entries in systemd-boot's order; within it,
+// the newest version sorts first.
+const sortKey = "nodebake"
+
+// State is where a slot's entry stands in boot counting, read from its
+// file name.
+type State int
+
+const (
+	Good    State = iota // no counter: blessed by systemd-bless-boot, or as built
+	Pending              // "+N" or "+N-M" with N > 0: on trial
+	Standby              // "+0": a good slot set aside by Rollback or a downgrade
+	Bad                  // "+0-M": used up its tries, or abandoned while on trial
+)
+
+func (s State) String() string {
+	return [...]string{"good", "pending", "standby", "bad"}[s]
+}
+
+// Entry is one boot entry on the ESP, as systemd-boot sees it.
+type Entry struct {
+	File      string // file name in /loader/entries
+	Slot      string // "a" or "b"; "" for an entry that is not nodebake's
+	Title     string
+	Version   string
+	SortKey   string
+	MachineID string
+	TriesLeft int // -1 without boot counting
+	TriesDone int
+}
+
+// State reads the entry's boot-counting state.
+func (e Entry) State() State {
+	switch {
+	case e.TriesLeft < 0:
+		return Good
+	case e.TriesLeft > 0:
+		return Pending
+	case e.TriesDone == 0:
+		return Standby
+	}
+	return Bad
+}
+
+// entryName is a nodebake entry file name taken apart.
+type entryName struct {
+	slot       string
+	left, done int // left is -1 without a counter
+}
+
+// file renders the name: nodebake-<slot>[+left[-done]].conf.
+func (n entryName) file() string {
+	s := "nodebake-" + n.slot
+	if n.left >= 0 {
+		s += "+" + strconv.Itoa(n.left)
+		if n.done > 0 {
+			s += "-" + strconv.Itoa(n.done)
+		}
+	}
+	return s + ".conf"
+}
+
+// parseEntryName recognises nodebake-a.conf, nodebake-b+3.conf,
+// nodebake-a+2-1.conf and the like.
+func parseEntryName(file string) (entryName, bool) {
+	base, ok := strings.CutSuffix(file, ".conf")
+	if !ok {
+		return entryName{}, false
+	}
+	left, done := parseCounter(file)
+	if left >= 0 {
+		base = base[:strings.LastIndexByte(base, '+')]
+	}
+	slot, ok := strings.CutPrefix(base, "nodebake-")
+	if !ok || (slot != "a" && slot != "b") {
+		return entryName{}, false
+	}
+	return entryName{slot: slot, left: left, done: done}, true
+}
+
+// parseCounter reads systemd-boot's boot counter from an entry file name
+// as systemd-boot does: "+LEFT[-DONE]" after the last "+", directly before
+// ".conf". Without one, left is -1.
+func parseCounter(file string) (left, done int) {
+	i := strings.LastIndexByte(file, '+')
+	if i < 0 {
+		return -1, 0
+	}
+	counter, ok := strings.CutSuffix(file[i+1:], ".conf")
+	if !ok {
+		return -1, 0
+	}
+	l, d, hasDone := strings.Cut(counter, "-")
+	left, err := strconv.Atoi(l)
+	if err != nil || left < 0 || !allDigits(l) {
+		return -1, 0
+	}
+	if hasDone {
+		if done, err = strconv.Atoi(d); err != nil || done < 0 || !allDigits(d) {
+			return -1, 0
+		}
+	}
+	return left, done
+}
+
+func allDigits(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) < 0
+}
+
+// ReadEntries reads every boot entry systemd-boot would consider: the
+// *.conf files in /loader/entries not starting with "auto-".
+func ReadEntries(esp ESP) ([]Entry, error) {
+	names, err := esp.ReadDir(entriesDir)
+	if err != nil {
+		return nil, fmt.Errorf("ESP: reading /%s: %w", entriesDir, err)
+	}
+	var entries []Entry
+	for _, name := range names {
+		lower := strings.ToLower(name)
+		if !strings.HasSuffix(lower, ".conf") || strings.HasPrefix(lower, "auto-") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		r, err := esp.Open(entriesDir + "/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("ESP: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(r, maxManifest))
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("ESP: /%s/%s: %w", entriesDir, name, err)
+		}
+		e := Entry{File: name}
+		e.TriesLeft, e.TriesDone = parseCounter(name)
+		if n, ok := parseEntryName(name); ok {
+			e.Slot = n.slot
+		}
+		s := bufio.NewScanner(bytes.NewReader(b))
+		for s.Scan() {
+			k, v, _ := strings.Cut(strings.TrimSpace(s.Text()), " ")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "title":
+				e.Title = v
+			case "version":
+				e.Version = v
+			case "sort-key":
+				e.SortKey = v
+			case "machine-id":
+				e.MachineID = v
+			}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// BootOrder sorts entries as systemd-boot 252 sorts its menu; without a
+// default pattern or EFI variable it boots the first. Entries with no tries
+// left go last; entries with a sort-key before those without; then
+// sort-key, machine-id, version (newest first), file name (highest first),
+// and finally more tries left, fewer tries done.
+func BootOrder(entries []Entry) []Entry {
+	out := slices.Clone(entries)
+	slices.SortStableFunc(out, compareEntries)
+	return out
+}
+
+// NextBoot is the entry systemd-boot boots next, or false if there is none.
+func NextBoot(entries []Entry) (Entry, bool) {
+	if len(entries) == 0 {
+		return Entry{}, false
+	}
+	return BootOrder(entries)[0], true
+}
+
+func compareEntries(a, b Entry) int {
+	if r := cmpBool(a.TriesLeft == 0, b.TriesLeft == 0); r != 0 {
+		return r
+	}
+	if r := cmpBool(a.SortKey == "", b.SortKey == ""); r != 0 {
+		return r
+	}
+	if a.SortKey != "" && b.SortKey != "" {
+		if r := strings.Compare(a.SortKey, b.SortKey); r != 0 {
+			return r
+		}
+		if r := strings.Compare(a.MachineID, b.MachineID); r != 0 {
+			return r
+		}
+		if r := -CompareVersions(a.Version, b.Version); r != 0 {
+			return r
+		}
+	}
+	// systemd-boot's entry id is the lower-cased file name, counter and all.
+	if r := -CompareVersions(strings.ToLower(a.File), strings.ToLower(b.File)); r != 0 {
+		return r
+	}
+	if a.TriesLeft < 0 || b.TriesLeft < 0 {
+		return 0
+	}
+	if r := -cmp.Compare(a.TriesLeft, b.TriesLeft); r != 0 {
+		return r
+	}
+	return cmp.Compare(a.TriesDone, b.TriesDone)
+}
+
+// EntryConf renders the boot entry of a slot: the same lines the image
+// builder writes for slot a, plus the sort-key that lets systemd-boot
+// order entries by version.
+func EntryConf(name, version, kernelArgs string, slot bootparam.Slot) []byte {
+	dir := "/nodebake/" + slot.Name + "/"
+	return fmt.Appendf(nil, "title %s %s (slot %s)\nversion %s\nsort-key %s\nlinux %s%s\ninitrd %s%s\noptions %s %s\n",
+		name, version, slot.Name, version, sortKey, dir, KernelFile, dir, InitrdFile, kernelArgs, slot.Format())
+}
+
+// ActiveSlot reads the running slot from a kernel command line
+// (/proc/cmdline): the nodebake.slot= the boot entry passed.
+func ActiveSlot(cmdline string) (string, error) {
+	s, err := bootparam.Parse(cmdline)
+	if err != nil {
+		return "", err
+	}
+	if s.Name != "a" && s.Name != "b" {
+		return "", fmt.Errorf("kernel command line names slot %q: want a or b", s.Name)
+	}
+	return s.Name, nil
+}
+
+// Other is the slot that is not slot.
+func Other(slot string) string {
+	if slot == "a" {
+		return "b"
+	}
+	return "a"
+}
+
+// slotEntry finds slot's entry. Two would mean an interrupted rename (both
+// names of one file); the one systemd-boot boots first stands for both.
+func slotEntry(entries []Entry, slot string) (Entry, bool) {
+	for _, e := range BootOrder(entries) {
+		if e.Slot == slot {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// renameEntry gives e a new boot counter.
+func renameEntry(esp ESP, e Entry, left, done int) (Entry, error) {
+	n := entryName{slot: e.Slot, left: left, done: done}
+	if err := esp.Rename(entriesDir+"/"+e.File, entriesDir+"/"+n.file()); err != nil {
+		return Entry{}, fmt.Errorf("ESP: renaming %s: %w", e.File, err)
+	}
+	e.File, e.TriesLeft, e.TriesDone = n.file(), left, done
+	return e, nil
+}
+
+// demote sets the running slot's entry aside: "+0" keeps a good entry
+// recognisable (Standby), "+0-M" records that an entry on trial was given
+// up (Bad).
+func demote(esp ESP, e Entry) (Entry, error) {
+	if e.State() == Pending {
+		return renameEntry(esp, e, 0, e.TriesDone)
+	}
+	return renameEntry(esp, e, 0, 0)
+}
+
+// Rollback makes the other slot boot next, with three tries: if it does
+// not reach boot-complete.target, the running slot boots again. It refuses
+// when the other slot has no entry or used up its tries. Calling it again
+// (after a power cut, say) finishes the job or does nothing.
+func Rollback(esp ESP, active string) error {
+	if active != "a" && active != "b" {
+		return fmt.Errorf("running slot %q: want a or b", active)
+	}
+	entries, err := ReadEntries(esp)
+	if err != nil {
+		return err
+	}
+	other := Other(active)
+	o, ok := slotEntry(entries, other)
+	if !ok {
+		return fmt.Errorf("slot %s has no boot entry: there is nothing to roll back to", other)
+	}
+	switch o.State() {
+	case Bad:
+		return fmt.Errorf("slot %s failed to boot (entry %s): refusing to roll back to it; install a bundle instead", other, o.File)
+	case Good, Standby:
+		if _, err := renameEntry(esp, o, triesNew, 0); err != nil {
+			return err
+		}
+	}
+	if err := bootsNext(esp, other); err == nil {
+		return nil
+	}
+	if entries, err = ReadEntries(esp); err != nil {
+		return err
+	}
+	if a, ok := slotEntry(entries, active); ok {
+		if _, err := demote(esp, a); err != nil {
+			return err
+		}
+	}
+	return bootsNext(esp, other)
+}
+
+// bootsNext checks that systemd-boot will boot slot's entry next.
+func bootsNext(esp ESP, slot string) error {
+	entries, err := ReadEntries(esp)
+	if err != nil {
+		return err
+	}
+	next, ok := NextBoot(entries)
+	if !ok || next.Slot != slot {
+		return fmt.Errorf("systemd-boot would boot %s next, not slot %s: remove foreign entries from /%s", next.File, slot, entriesDir)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package ota
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/nodebake/nodebake/bootparam"
+)
+
+// Format is the bundle format version this package writes and reads.
+const Format = 1
+
+// The files of a bundle. Their names are fixed: they are never taken from a
+// bundle, a registry or a server.
+const (
+	ManifestFile  = "manifest.json"
+	SignatureFile = "manifest.sig"
+	KernelFile    = "vmlinuz"
+	InitrdFile    = "initrd.img"
+	RootFile      = "root.img"
+)
+
+// files lists a bundle's files in the order they are stored and sent:
+// small ones first.
+var files = []string{ManifestFile, SignatureFile, KernelFile, InitrdFile, RootFile}
+
+// Manifest describes a bundle. Its JSON encoding, byte for byte, is what
+// the signature covers.
+type Manifest struct {
+	Format  int    `json:"format"`
+	Name    string `json:"name"`    // image name
+	Version string `json:"version"` // image version
+	// Compatible is what a device must be running to accept the bundle:
+	// the image name, since the name alone fixes the disk's PARTUUIDs.
+	Compatible string     `json:"compatible"`
+	KernelArgs string     `json:"kernel_args"` // boot entry options besides the slot's nodebake.* parameters
+	Partitions Partitions `json:"partitions"`
+	Verity     Verity     `json:"verity"`
+	Root       File       `json:"root"`
+	Kernel     File       `json:"kernel"`
+	Initrd     File       `json:"initrd"`
+}
+
+// Partitions are the PARTUUIDs of the image's disk layout.
+type Partitions struct {
+	RootA string `json:"root-a"`
+	RootB string `json:"root-b"`
+	Data  string `json:"data"`
+}
+
+// Verity holds the dm-verity parameters of root.img (bootparam.Verity with
+// JSON names).
+type Verity struct {
+	RootHash   string `json:"root_hash"`
+	Salt       string `json:"salt"`
+	DataBlocks uint64 `json:"data_blocks"`
+	HashOffset uint64 `json:"hash_offset"`
+}
+
+// File is the size and sha256 (hex) of one bundle file.
+type File struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Identity is what a device runs: the name and version in its root's
+// /usr/share/nodebake/manifest.json.
+type Identity struct {
+	Name    string
+	Version string
+}
+
+// Slot is the boot parameters of the root written into slot "a" or "b".
+func (m *Manifest) Slot(name string) bootparam.Slot {
+	root := m.Partitions.RootA
+	if name == "b" {
+		root = m.Partitions.RootB
+	}
+	return bootparam.Slot{
+		Name:         name,
+		RootPartUUID: root,
+		DataPartUUID: m.Partitions.Data,
+		Verity: bootparam.Verity{
+			RootHash:   m.Verity.RootHash,
+			Salt:       m.Verity.Salt,
+			DataBlocks: m.Verity.DataBlocks,
+			HashOffset: m.Verity.HashOffset,
+		},
+	}
+}
+
+// file returns the manifest's record of a bundle file.
+func (m *Manifest) file(name string) File {
+	switch name {
+	case KernelFile:
+		return m.Kernel
+	case InitrdFile:
+		return m.Initrd
+	}
+	return m.Root
+}
+
+// validate checks what a signed manifest promises before anything acts on
+// it, so that a well-signed but malformed manifest fails with a message
+// rather than deep inside Apply.
+func (m *Manifest) validate() error {
+	if m.Format != Format {
+		return fmt.Errorf("bundle format %d: this updater reads format %d (update the device's nodebake first)", m.Format, Format)
+	}
+	if m.Name == "" || m.Version == "" || m.Compatible == "" {
+		return fmt.Errorf("manifest lacks its name, version or compatibility id")
+	}
+	for role, u := range map[string]string{"root-a": m.Partitions.RootA, "root-b": m.Partitions.RootB, "data": m.Partitions.Data} {
+		if _, err := uuid.Parse(u); err != nil || len(u) != 36 {
+			return fmt.Errorf("manifest: %s PARTUUID %q: want a UUID", role, u)
+		}
+	}
+	// The boot entry's parameters must survive /init's own parser.
+	for _, s := range []string{"a", "b"} {
+		if _, err := bootparam.Parse(m.Slot(s).Format()); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+	}
+	if strings.Contains(m.KernelArgs, "nodebake.") || strings.ContainsAny(m.KernelArgs, "\n\r") {
+		return fmt.Errorf("manifest: kernel_args %q may not hold nodebake.* parameters or line breaks", clip(m.KernelArgs))
+	}
+	for _, name := range []string{KernelFile, InitrdFile, RootFile} {
+		f := m.file(name)
+		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 || f.SHA256 != strings.ToLower(f.SHA256) {
+			return fmt.Errorf("manifest: %s sha256 %q: want 64 lower-case hex digits", name, f.SHA256)
+		}
+		if f.Size <= 0 {
+			return fmt.Errorf("manifest: %s size %d: want a positive size", name, f.Size)
+		}
+	}
+	if m.Root.Size <= int64(m.Verity.HashOffset) || m.Verity.HashOffset != m.Verity.DataBlocks*4096 {
+		return fmt.Errorf("manifest: root is %d bytes with %d data blocks and hash offset %d: the verity layout does not fit",
+			m.Root.Size, m.Verity.DataBlocks, m.Verity.HashOffset)
+	}
+	return nil
+}
+
+// parseManifest decodes manifest bytes strictly: a field this version does
+// not know means a format it cannot honour.
+func parseManifest(raw []byte) (Manifest, error) {
+	var m Manifest
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("%s: %w", ManifestFile, err)
+	}
+	return m, nil
+}
+
+// sign makes the detached signature file for manifest bytes.
+func sign(raw []byte, priv ed25519.PrivateKey) []byte {
+	pub := priv.Public().(ed25519.PublicKey)
+	sig := ed25519.Sign(priv, raw)
+	return []byte(fmt.Sprintf("ed25519 %s %s\n", KeyID(pub), base64.StdEncoding.EncodeToString(sig)))
+}
+
+// checkSignature verifies raw against a signature file made by sign.
+func checkSignature(raw, sigFile []byte, key ed25519.PublicKey) error {
+	f := strings.Fields(string(sigFile))
+	if len(f) != 3 || f[0] != "ed25519" {
+		return fmt.Errorf("%s: want \"ed25519 <key id> <base64 signature>\"", SignatureFile)
+	}
+	sig, err := base64.StdEncoding.DecodeString(f[2])
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%s: the signature is not %d base64-encoded bytes", SignatureFile, ed25519.SignatureSize)
+	}
+	// The key id in the file is not trusted; it only lets the message
+	// tell "someone else signed this" from "this was changed".
+	if want := KeyID(key); f[1] != want {
+		return fmt.Errorf("bundle is signed by key %s, but this device accepts only key %s: it was not made by this image's publisher", f[1], want)
+	}
+	if !ed25519.Verify(key, raw, sig) {
+		return fmt.Errorf("%s does not match its signature: the manifest was changed after signing", ManifestFile)
+	}
+	return nil
+}
