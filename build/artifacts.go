@@ -60,9 +60,19 @@ func fetchArtifacts(ctx context.Context, s *spec.Spec, o Options, progress io.Wr
 	return all, err
 }
 
+// FulcrumBanner is the banner the first-boot agent gives Fulcrum.
+const FulcrumBanner = "usr/share/nodebake/fulcrum-banner.txt"
+
 // installArtifacts puts verified binaries into the tree and describes them
-// for the manifest.
-func installArtifacts(t *tree.Tree, all []verified) []rootfs.Artifact {
+// for the manifest. A demo image's Fulcrum banner says what it is.
+func installArtifacts(t *tree.Tree, s *spec.Spec, all []verified) ([]rootfs.Artifact, error) {
+	if s.Demo && s.Artifacts.Fulcrum != nil {
+		banner, err := t.ReadFile(FulcrumBanner)
+		if err != nil {
+			return nil, fmt.Errorf("demo banner: %w", err)
+		}
+		t.WriteFile(FulcrumBanner, append([]byte("*** "+rootfs.DemoNotice+" ***\n"), banner...), 0o644, tree.Root)
+	}
 	var out []rootfs.Artifact
 	for _, v := range all {
 		a := rootfs.Artifact{Kind: v.kind, Version: v.rel.Version, Tarball: v.rel.TarballName, SHA256: v.rel.SHA256, Signers: v.rel.Signers}
@@ -76,5 +86,5 @@ func installArtifacts(t *tree.Tree, all []verified) []rootfs.Artifact {
 		}
 		out = append(out, a)
 	}
-	return out
+	return out, nil
 }

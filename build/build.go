@@ -99,7 +99,9 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	m.Artifacts = installArtifacts(t, releases)
+	if m.Artifacts, err = installArtifacts(t, s, releases); err != nil {
+		return nil, err
+	}
 	rootfs.WriteManifest(t, m)
 
 	var initBin []byte

@@ -1,7 +1,9 @@
 //go:build qemu
 
-// Package qemutests builds the default image with the real pipeline and
-// boots it under QEMU with OVMF. Every assertion is made from inside the
+// Package qemutests builds the default image with the real pipeline — with
+// STAND-IN Bitcoin Core and Fulcrum releases (package standin), built,
+// signed and served on 127.0.0.1 by the tests, because the official ones
+// cannot be downloaded here — and boots it under QEMU with OVMF. Every assertion is made from inside the
 // guest (over SSH) or on what the guest's kernel prints, never on lines the
 // builder printed itself. Run with: go test -tags qemu ./qemu-tests/
 // (make test does). Building needs root (mmdebstrap) and Debian's archive.
@@ -18,6 +20,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
 
 // Shared by the tests: one image build is minutes of work.
@@ -26,8 +30,10 @@ var (
 	adminKey    ssh.Signer // the key baked in for admin
 	specPorts   = []int{22, 50001, 50002}
 	work        string
-	specPath    string // image.yaml with the test key
+	specPath    string // the demo image.yaml with the test key
 	nodebakeBin string
+	baseURL     string // where the stand-in releases are served
+	stopServer  func()
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +44,9 @@ func TestMain(m *testing.M) {
 	}
 	if code == 0 {
 		code = m.Run()
+	}
+	if stopServer != nil {
+		stopServer()
 	}
 	os.RemoveAll(work)
 	os.Exit(code)
@@ -67,8 +76,17 @@ func setup() (int, error) {
 	if withKey == string(yaml) {
 		return 1, fmt.Errorf("../image.yaml: no empty ssh_authorized_keys for admin to put the test key in")
 	}
+	releases, err := standin.Build(filepath.Join(work, "standin"))
+	if err != nil {
+		return 1, err
+	}
+	baseURL, stopServer = standin.Serve(releases.Dir)
+	demo, _, _, err := releases.DemoSpec([]byte(withKey), baseURL)
+	if err != nil {
+		return 1, err
+	}
 	specPath = filepath.Join(work, "image.yaml")
-	if err := os.WriteFile(specPath, []byte(withKey), 0o644); err != nil {
+	if err := os.WriteFile(specPath, demo, 0o644); err != nil {
 		return 1, err
 	}
 

@@ -1,0 +1,178 @@
+//go:build qemu
+
+package qemutests
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodebake/nodebake/build"
+	"github.com/nodebake/nodebake/electrum"
+	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/rootfs"
+)
+
+// The verified (stand-in) bitcoind and Fulcrum run as the guide sets them
+// up, and a wallet on the host completes an Electrum handshake over the
+// forwarded ports, on TCP and on TLS with this device's certificate.
+func TestNode(t *testing.T) {
+	ports := map[int]int{}
+	var fwd []qemu.Forward
+	for _, guest := range []int{50001, 50002, 8332} {
+		p, err := qemu.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[guest] = p
+		fwd = append(fwd, qemu.Forward{HostPort: p, GuestPort: guest})
+	}
+	g := boot(t, image, qemu.Options{Snapshot: true, Forwards: fwd})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("installed and running", func(t *testing.T) {
+		g.run(t, "ls -l /usr/local/bin/bitcoind /usr/local/bin/bitcoin-cli /usr/local/bin/Fulcrum /usr/local/bin/FulcrumAdmin")
+		for _, unit := range []string{"bitcoind", "fulcrum"} {
+			if state := g.run(t, "for i in $(seq 90); do systemctl is-active -q "+unit+" && break; sleep 2; done; systemctl is-active "+unit); state != "active" {
+				t.Fatalf("%s is %s:\n%s", unit, state, g.run(t, "sudo journalctl -b -u "+unit+" --no-pager | tail -30"))
+			}
+		}
+		if who := g.run(t, "ps -o user= -C bitcoind; ps -o user= -C Fulcrum"); who != "bitcoin\nfulcrum" {
+			t.Errorf("bitcoind and Fulcrum run as %q, want bitcoin and fulcrum", who)
+		}
+		// Cookie auth readable by group bitcoin (admin is a member).
+		if perm := g.run(t, "sudo stat -c '%a %U:%G' /data/bitcoin/.cookie"); perm != "640 bitcoin:bitcoin" {
+			t.Errorf("cookie %s, want 640 bitcoin:bitcoin", perm)
+		}
+		if out := g.run(t, "bitcoin-cli -datadir=/data/bitcoin getblockchaininfo"); !strings.Contains(out, `"chain"`) {
+			t.Errorf("bitcoin-cli as admin: %s", out)
+		}
+		for _, unit := range []string{"bitcoind", "fulcrum"} {
+			got := g.run(t, "systemctl show -p ProtectSystem -p NoNewPrivileges -p PrivateTmp "+unit)
+			for _, want := range []string{"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%s hardening lacks %s: %q", unit, want, got)
+				}
+			}
+		}
+	})
+
+	t.Run("loopback only", func(t *testing.T) {
+		listen := g.run(t, "ss -ltnH")
+		for _, port := range []string{"8332", "8433", "8000"} {
+			for _, l := range strings.Split(listen, "\n") {
+				if f := strings.Fields(l); len(f) >= 4 && strings.HasSuffix(f[3], ":"+port) && !strings.HasPrefix(f[3], "127.0.0.1:") {
+					t.Errorf("port %s listens beyond loopback: %s", port, l)
+				}
+			}
+		}
+		// From the host, through the forwarded port: no RPC answer.
+		client := &http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Post(fmt.Sprintf("http://127.0.0.1:%d/", ports[8332]), "application/json", strings.NewReader(`{"method":"getblockchaininfo"}`))
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("bitcoind RPC answered from outside the device: %s", resp.Status)
+		}
+	})
+
+	t.Run("electrum tcp", func(t *testing.T) {
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50001]), nil)
+		server, proto, err := c.ServerVersion(ctx, "nodebake-test", "1.4")
+		if err != nil || !strings.Contains(server, "Fulcrum") {
+			t.Fatalf("server.version: %q %q %v", server, proto, err)
+		}
+		banner, err := c.Banner(ctx)
+		if err != nil || !strings.Contains(banner, rootfs.DemoNotice) {
+			t.Errorf("banner %q, %v: want the DEMO notice", banner, err)
+		}
+		if h, hdr, err := c.HeadersSubscribe(ctx); err != nil || len(hdr) != 160 {
+			t.Errorf("blockchain.headers.subscribe: height %d header %q: %v", h, hdr, err)
+		}
+	})
+
+	t.Run("electrum tls", func(t *testing.T) {
+		block, _ := pem.Decode([]byte(g.run(t, "sudo cat /data/fulcrum/cert.pem")))
+		if block == nil {
+			t.Fatal("no PEM certificate in /data/fulcrum/cert.pem")
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), electrum.Pinned(cert))
+		if !c.PeerCertificate().Equal(cert) {
+			t.Fatal("port 50002 presents another certificate than /data/fulcrum/cert.pem")
+		}
+		if _, _, err := c.ServerVersion(ctx, "nodebake-test", "1.4"); err != nil {
+			t.Fatal(err)
+		}
+		if banner, err := c.Banner(ctx); err != nil || banner == "" {
+			t.Errorf("banner over TLS: %q %v", banner, err)
+		}
+	})
+
+	t.Run("health", func(t *testing.T) {
+		out, err := g.ssh.Run("sudo nodectl health -wait 2m")
+		if err != nil || !strings.Contains(out, "bitcoind") || !strings.Contains(out, "Fulcrum") {
+			t.Errorf("nodectl health: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("demo everywhere", func(t *testing.T) {
+		if osr := g.run(t, "cat /etc/os-release"); !strings.Contains(osr, rootfs.DemoNotice) {
+			t.Errorf("os-release does not say DEMO:\n%s", osr)
+		}
+		var m rootfs.Manifest
+		if err := json.Unmarshal([]byte(g.run(t, "cat /usr/share/nodebake/manifest.json")), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Demo != rootfs.DemoNotice || len(m.Artifacts) != 2 {
+			t.Errorf("manifest demo %q, artifacts %+v", m.Demo, m.Artifacts)
+		}
+		for _, a := range m.Artifacts {
+			if len(a.Signers) == 0 || len(a.SHA256) != 64 {
+				t.Errorf("artifact %s recorded without its verification: %+v", a.Kind, a)
+			}
+		}
+		if fv := g.run(t, "cat /"+build.FulcrumVersionPath); fv != "2.1.1" {
+			t.Errorf("fulcrum-version %q", fv)
+		}
+		if _, err := g.vm.WaitConsole(ctx, regexp.MustCompile(`\*\*\* DEMO — stand-in binaries, not for real use \*\*\*`)); err != nil {
+			t.Errorf("console login screen does not say DEMO: %v", err)
+		}
+	})
+
+	t.Run("stop fulcrum", func(t *testing.T) {
+		g.run(t, "sudo systemctl stop fulcrum")
+		if st := g.run(t, "systemctl show -p Result -p ExecMainCode -p ExecMainStatus fulcrum"); !strings.Contains(st, "Result=success") || !strings.Contains(st, "ExecMainStatus=0") {
+			t.Errorf("fulcrum did not stop cleanly: %s\n%s", st, g.run(t, "sudo journalctl -b -u fulcrum --no-pager | tail -15"))
+		}
+	})
+}
+
+// dialElectrum retries until Fulcrum's listener is up (it opens once bitcoind
+// answered) or ctx ends.
+func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.Config) *electrum.Client {
+	t.Helper()
+	var last error
+	for ctx.Err() == nil {
+		c, err := electrum.Dial(ctx, addr, tlsConf)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		last = err
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("electrum %s: %v", addr, last)
+	return nil
+}
