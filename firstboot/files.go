@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // Owner is a numeric file owner.
@@ -123,7 +125,7 @@ func (w files) file(path string, data []byte, mode fs.FileMode, o Owner) (Status
 		os.Remove(tmp)
 		return Failed, err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return Failed, err
 	}
 	if exists {
@@ -188,7 +190,7 @@ func (w files) symlink(path, target string, o Owner) (Status, error) {
 			os.Remove(tmp)
 			return Failed, err
 		}
-		return Changed, syncDir(filepath.Dir(path))
+		return Changed, atomicfile.SyncDir(filepath.Dir(path))
 	}
 	if _, lerr := os.Lstat(path); lerr == nil {
 		return Failed, fmt.Errorf("%s is not a link to %s: move what it holds into %s, remove it and run `nodectl firstboot` again", path, target, target)
@@ -201,7 +203,7 @@ func (w files) symlink(path, target string, o Owner) (Status, error) {
 	if err := w.owners.SetOwner(path, o); err != nil {
 		return Failed, err
 	}
-	return Created, syncDir(filepath.Dir(path))
+	return Created, atomicfile.SyncDir(filepath.Dir(path))
 }
 
 func metaStatus(changed bool, err error) (Status, error) {
@@ -212,16 +214,4 @@ func metaStatus(changed bool, err error) (Status, error) {
 		return Changed, nil
 	}
 	return Unchanged, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
+	"github.com/nodebake/nodebake/atomicfile"
 	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/verity"
@@ -85,10 +86,10 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", image, err)
 	}
-	if err := writeFileAtomic(filepath.Join(stage, SignatureFile), sign(raw, key), 0o644, false); err != nil {
+	if err := atomicfile.Write(filepath.Join(stage, SignatureFile), sign(raw, key), 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, ManifestFile), raw, 0o644, false); err != nil {
+	if err := atomicfile.Write(filepath.Join(stage, ManifestFile), raw, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(stage, 0o755); err != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // ESP is the EFI system partition as Apply and Rollback use it. Names are
@@ -77,7 +79,7 @@ func (s syncCloser) Close() error {
 	if err := s.File.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(s.Name()))
+	return atomicfile.SyncDir(filepath.Dir(s.Name()))
 }
 
 // Rename implements ESP.
@@ -88,7 +90,7 @@ func (d ESPDir) Rename(oldname, newname string) error {
 	if err := os.Rename(d.path(oldname), d.path(newname)); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(d.path(newname)))
+	return atomicfile.SyncDir(filepath.Dir(d.path(newname)))
 }
 
 // Remove implements ESP.
@@ -100,5 +102,5 @@ func (d ESPDir) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(d.path(name)))
+	return atomicfile.SyncDir(filepath.Dir(d.path(name)))
 }

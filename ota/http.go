@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // PublishDir writes the bundle's files into dir (created if needed) for a
@@ -33,10 +35,10 @@ func PublishDir(ctx context.Context, b *Bundle, dir string, progress Progress) e
 			return fmt.Errorf("%s: %w", dir, err)
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(dir, SignatureFile), b.sig, 0o644, false); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, SignatureFile), b.sig, 0o644); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ManifestFile), b.raw, 0o644, false)
+	return atomicfile.Write(filepath.Join(dir, ManifestFile), b.raw, 0o644)
 }
 
 // Fetch downloads the bundle published at base (the URL of a directory
@@ -68,10 +70,10 @@ func Fetch(ctx context.Context, base, dir string, progress Progress) (*Bundle, e
 			return nil, fmt.Errorf("%s: %w", u, err)
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(dir, SignatureFile), b.sig, 0o644, false); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, SignatureFile), b.sig, 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ManifestFile), b.raw, 0o644, false); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ManifestFile), b.raw, 0o644); err != nil {
 		return nil, err
 	}
 	return Open(dir)

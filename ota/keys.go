@@ -12,8 +12,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // publicKeyPrefix starts the one-line text form of a public key, which
@@ -70,7 +71,7 @@ func clip(s string) string {
 
 // SavePublicKey writes the public key file: the text form and a newline.
 func SavePublicKey(path string, pub ed25519.PublicKey) error {
-	return writeFileAtomic(path, []byte(FormatPublicKey(pub)+"\n"), 0o644, false)
+	return atomicfile.Write(path, []byte(FormatPublicKey(pub)+"\n"), 0o644)
 }
 
 // LoadPublicKey reads a file written by SavePublicKey.
@@ -95,7 +96,7 @@ func SavePrivateKey(path string, priv ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	err = writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600, true)
+	err = atomicfile.WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s already exists: refusing to overwrite an update-signing key (devices built with it would accept no other); move it away first", path)
 	}
@@ -129,57 +130,4 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("%s: holds a %T, want an ed25519 key", path, k)
 	}
 	return priv, nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path with mode
-// perm, syncs it and moves it to path, so path holds either nothing (or its
-// old content) or all of data. With noClobber the move is a hard link,
-// which fails with fs.ErrExist instead of replacing an existing file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode, noClobber bool) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	// CreateTemp makes the file 0600, so a private key is never readable
-	// by others, not even while it is being written.
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if noClobber {
-		err = os.Link(tmp, path)
-	} else {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // newMachineID makes a machine id the way systemd does: 128 random bits
@@ -56,43 +58,8 @@ func ensureMachineID(dir string) (id string, created bool, err error) {
 	if id, err = newMachineID(rand.Reader); err != nil {
 		return "", false, err
 	}
-	if err := writeFileAtomic(file, []byte(id+"\n"), 0o444); err != nil {
+	if err := atomicfile.Write(file, []byte(id+"\n"), 0o444); err != nil {
 		return "", false, err
 	}
 	return id, true, nil
-}
-
-// writeFileAtomic replaces file with data so that after a power cut the file
-// is either the old one or the complete new one.
-func writeFileAtomic(file string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(file)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename there is nothing left to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), file); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

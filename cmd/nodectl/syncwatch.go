@@ -8,9 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 
+	"github.com/nodebake/nodebake/atomicfile"
 	"github.com/nodebake/nodebake/firstboot"
 	"github.com/nodebake/nodebake/health"
 )
@@ -41,7 +41,8 @@ func syncWatchCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "waiting for bitcoind's initial block download: %s\n", r.Bitcoind.Detail)
 		time.Sleep(*every)
 	}
-	if err := writeMarker(firstboot.SyncedMarker); err != nil {
+	stamp := time.Now().UTC().Format(time.RFC3339) + "\n"
+	if err := atomicfile.Write(firstboot.SyncedMarker, []byte(stamp), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "bitcoind is synced: lowering dbcache, turning the mempool on, restarting bitcoind once")
@@ -52,31 +53,4 @@ func syncWatchCmd(args []string, stdout io.Writer) error {
 		return fmt.Errorf("restart bitcoind: %v: %s", err, out)
 	}
 	return nil
-}
-
-// writeMarker creates path durably: temp file, fsync, rename, fsync folder.
-func writeMarker(path string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintln(f, time.Now().UTC().Format(time.RFC3339)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
