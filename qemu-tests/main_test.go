@@ -34,6 +34,8 @@ var (
 	nodebakeBin string
 	baseURL     string // where the stand-in releases are served
 	stopServer  func()
+	releases    *standin.Releases
+	keyedSpec   string // the repository's image.yaml with the test key
 )
 
 func TestMain(m *testing.M) {
@@ -76,7 +78,8 @@ func setup() (int, error) {
 	if withKey == string(yaml) {
 		return 1, fmt.Errorf("../image.yaml: no empty ssh_authorized_keys for admin to put the test key in")
 	}
-	releases, err := standin.Build(filepath.Join(work, "standin"))
+	keyedSpec = withKey
+	releases, err = standin.Build(filepath.Join(work, "standin"))
 	if err != nil {
 		return 1, err
 	}

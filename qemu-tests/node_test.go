@@ -10,6 +10,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -175,4 +178,43 @@ func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.C
 	}
 	t.Fatalf("electrum %s: %v", addr, last)
 	return nil
+}
+
+// Fulcrum 1.11.1, the guide's version, builds and runs too: the agent gives
+// it utxo_cache, which 2.x would refuse.
+func TestFulcrum1x(t *testing.T) {
+	in := strings.Replace(keyedSpec, `version: "2.1.1"`, `version: "1.11.1"`, 1)
+	if in == keyedSpec {
+		t.Fatal(`image.yaml pins no Fulcrum version "2.1.1" to swap`)
+	}
+	spec, _, _, err := releases.DemoSpec([]byte(in), baseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	specFile, img := filepath.Join(dir, "image.yaml"), filepath.Join(dir, "fulcrum1.img")
+	if err := os.WriteFile(specFile, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", img, "--src", "..").CombinedOutput(); err != nil {
+		t.Fatalf("build with Fulcrum 1.11.1: %v\n%s", err, out)
+	}
+	port, err := qemu.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 GiB: below 3 GiB the sizing leaves 1.x no room for utxo_cache.
+	g := boot(t, img, qemu.Options{Snapshot: true, MemoryMiB: 4096, Forwards: []qemu.Forward{{HostPort: port, GuestPort: 50001}}})
+	if fv := g.run(t, "cat /"+build.FulcrumVersionPath); fv != "1.11.1" {
+		t.Fatalf("fulcrum-version %q", fv)
+	}
+	if conf := g.run(t, "sudo cat /data/fulcrum/fulcrum.conf"); !regexp.MustCompile(`(?m)^utxo_cache = \d+$`).MatchString(conf) {
+		t.Errorf("fulcrum.conf for 1.x has no utxo_cache:\n%s", conf)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", port), nil)
+	if server, _, err := c.ServerVersion(ctx, "nodebake-test", "1.4"); err != nil || !strings.Contains(server, "1.11.1") {
+		t.Fatalf("server.version: %q %v", server, err)
+	}
 }
