@@ -10,7 +10,7 @@ OUT ?= out
 # qemu-system-x86 (boot), cryptsetup-bin (veritysetup checks our verity data),
 # dosfstools/mtools (ESP checks), e2fsprogs, zstd, uidmap (mmdebstrap unshare mode).
 BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gnupg
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gnupg socat
 
 .PHONY: image demo-image test unit qemu-test bench deps-build deps-test clean
 

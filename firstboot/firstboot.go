@@ -36,6 +36,9 @@ type Config struct {
 	Now      func() time.Time // nil: time.Now
 	Log      io.Writer        // progress and failures; nil: discarded
 	GrowData bool             // grow the partition mounted at /data and its filesystem
+	// Passwords sets the one-time console password of an admin without
+	// SSH keys; nil leaves passwords alone.
+	Passwords Passwords
 }
 
 // step is one job: it returns what it looked after, and an error that says
@@ -89,6 +92,7 @@ func (a *agent) steps() []step {
 	// happens later, the admin must be able to log in and look.
 	return []step{
 		{"ssh host key", "sshd may refuse to start: use the console, fix the named file, then run `sudo nodectl firstboot`", a.hostKey},
+		{"console password", "without SSH keys in the image the admin cannot log in: rebuild it with ssh_authorized_keys", a.consolePassword},
 		{"data partition", "/data keeps its size; the node still works until the disk is full", a.growData},
 		{"folders", "fix the named path, then run `sudo nodectl firstboot`", a.folders},
 		{"fulcrum tls", "Fulcrum's SSL port will not work: fix the named file, then run `sudo nodectl firstboot`", a.tls},

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,18 @@ import (
 // GuestPort in the guest.
 type Forward struct{ HostPort, GuestPort int }
 
+// GuestForward lets the guest reach a TCP service on the host, which
+// restrict=on otherwise hides from it: connections the guest opens to
+// GuestAddr:GuestPort reach 127.0.0.1:HostPort. GuestAddr is an unused
+// address of QEMU's user network, 10.0.2.0/24 (e.g. 10.0.2.100). Each
+// connection is relayed by socat: QEMU's own form, a character device,
+// carries a single connection for the life of the VM.
+type GuestForward struct {
+	GuestAddr string
+	GuestPort int
+	HostPort  int
+}
+
 // Options describes one VM. Only Image is required.
 type Options struct {
 	Image     string // raw disk image
@@ -38,8 +51,12 @@ type Options struct {
 	MemoryMiB int    // default 2048
 	CPUs      int    // default 2
 	Forwards  []Forward
-	Console   io.Writer // receives a copy of the serial console; Interactive makes it default to os.Stdout
-	NoReboot  bool      // exit QEMU when the guest reboots instead of rebooting it
+	// GuestForwards open the way from the guest to services on the host,
+	// such as an update server; nothing else on the host or beyond is
+	// reachable from the guest.
+	GuestForwards []GuestForward
+	Console       io.Writer // receives a copy of the serial console; Interactive makes it default to os.Stdout
+	NoReboot      bool      // exit QEMU when the guest reboots instead of rebooting it
 	// Interactive connects the serial console to the user's terminal: their
 	// keys reach the guest (Ctrl-C included), Ctrl-A X quits QEMU and
 	// Ctrl-A C switches to the QEMU monitor. Without it the console is only
@@ -57,6 +74,7 @@ const (
 	defaultStopGrace = 2 * time.Minute
 
 	qemuBinary = "qemu-system-x86_64"
+	relay      = "socat"
 )
 
 // firmware is a pair of OVMF flash images: code is mapped read-only, vars is
@@ -76,6 +94,7 @@ type VM struct {
 	dir       string // private temp dir: OVMF variables, QMP socket
 	stopGrace time.Duration
 	stderr    lockedBuffer
+	keys      io.WriteCloser // QEMU's stdin: the serial console's keyboard
 	qmp       *qmpConn
 
 	mu      sync.Mutex
@@ -112,6 +131,12 @@ func start(ctx context.Context, o Options, fw firmware) (*VM, error) {
 	if _, err := os.Stat(o.Image); err != nil {
 		return nil, fmt.Errorf("disk image: %w", err)
 	}
+	var relayPath string
+	if len(o.GuestForwards) > 0 {
+		if relayPath, err = exec.LookPath(relay); err != nil {
+			return nil, fmt.Errorf("%s not found: install it (Debian: apt-get install socat); it relays the guest's connections to the host", relay)
+		}
+	}
 	// QEMU would read a relative "name:rest" as a protocol.
 	if o.Image, err = filepath.Abs(o.Image); err != nil {
 		return nil, fmt.Errorf("disk image: %w", err)
@@ -122,9 +147,10 @@ func start(ctx context.Context, o Options, fw firmware) (*VM, error) {
 		return nil, fmt.Errorf("temp dir for the VM: %w", err)
 	}
 	p := paths{
-		code: fw.code,
-		vars: filepath.Join(dir, "OVMF_VARS.fd"),
-		qmp:  filepath.Join(dir, "qmp.sock"),
+		code:  fw.code,
+		vars:  filepath.Join(dir, "OVMF_VARS.fd"),
+		qmp:   filepath.Join(dir, "qmp.sock"),
+		relay: relayPath,
 	}
 	// Each VM gets fresh variables: what one boot stores (boot order, "boot
 	// into firmware setup next time", systemd-boot's one-shot entries) must
@@ -183,7 +209,37 @@ func withDefaults(o Options) (Options, error) {
 		}
 		seen[f.HostPort] = true
 	}
+	guests := map[string]bool{}
+	for _, g := range o.GuestForwards {
+		if err := g.check(); err != nil {
+			return o, err
+		}
+		key := fmt.Sprintf("%s:%d", g.GuestAddr, g.GuestPort)
+		if guests[key] {
+			return o, fmt.Errorf("qemu: guest address %s is forwarded twice", key)
+		}
+		guests[key] = true
+	}
 	return o, nil
+}
+
+// userNet is QEMU's user network; within it, the gateway (the host), the
+// DNS server and the guest itself have fixed addresses.
+var userNet = netip.MustParsePrefix("10.0.2.0/24")
+
+func (g GuestForward) check() error {
+	addr, err := netip.ParseAddr(g.GuestAddr)
+	if err != nil || !userNet.Contains(addr) {
+		return fmt.Errorf("qemu: guest forward to %q: want an address in QEMU's user network %s", g.GuestAddr, userNet)
+	}
+	switch last := addr.As4()[3]; last {
+	case 0, 2, 3, 15, 255:
+		return fmt.Errorf("qemu: guest forward to %s: that address is taken in QEMU's user network (network, host, DNS, guest, broadcast); use another, e.g. 10.0.2.100", addr)
+	}
+	if !validPort(g.GuestPort) || !validPort(g.HostPort) {
+		return fmt.Errorf("qemu: guest forward %s:%d→%d: ports must be 1-65535", g.GuestAddr, g.GuestPort, g.HostPort)
+	}
+	return nil
 }
 
 func validPort(p int) bool { return p > 0 && p < 65536 }
@@ -214,6 +270,13 @@ func launch(binary string, o Options, dir string, p paths, kvm bool) (*VM, error
 	if o.Interactive {
 		cmd.Stdin = os.Stdin
 		restoreTerminal = saveTerminal(os.Stdin)
+	} else {
+		// Type writes here: keys for the serial console.
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, fmt.Errorf("console pipe: %w", err)
+		}
+		vm.keys = stdin
 	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
@@ -248,9 +311,10 @@ func launch(binary string, o Options, dir string, p paths, kvm bool) (*VM, error
 
 // paths are the files a VM's command line refers to besides the image.
 type paths struct {
-	code string // OVMF code, read-only
-	vars string // this VM's copy of the OVMF variable store
-	qmp  string // QMP control socket
+	code  string // OVMF code, read-only
+	vars  string // this VM's copy of the OVMF variable store
+	qmp   string // QMP control socket
+	relay string // socat, for GuestForwards
 }
 
 // args builds QEMU's command line.
@@ -271,6 +335,12 @@ func args(o Options, p paths, kvm bool) []string {
 	netdev := "user,id=net0,restrict=on"
 	for _, f := range o.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	for _, g := range o.GuestForwards {
+		// QEMU starts the command for each connection, its standard input
+		// and output being the connection. socat's messages must not go
+		// there: they would reach the guest as data.
+		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s -lf /dev/null STDIO TCP:127.0.0.1:%d", g.GuestAddr, g.GuestPort, escape(p.relay), g.HostPort)
 	}
 	a := []string{
 		"-nodefaults",
@@ -418,6 +488,16 @@ func (vm *VM) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error
 }
 
 // Console returns everything the serial console has shown so far.
+// Type sends text to the serial console, as if typed there (use "\r" for
+// Enter). It is for VMs that are not Interactive.
+func (vm *VM) Type(text string) error {
+	if vm.keys == nil {
+		return errors.New("qemu: Type: the console of an interactive VM belongs to the terminal")
+	}
+	_, err := io.WriteString(vm.keys, text)
+	return err
+}
+
 func (vm *VM) Console() string {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()

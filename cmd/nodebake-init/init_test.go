@@ -95,6 +95,8 @@ func TestStateLayout(t *testing.T) {
 		"/sysroot/data/.nodebake",
 		"/sysroot/data/.nodebake/var/upper",
 		"/sysroot/data/.nodebake/var/work",
+		"/sysroot/data/.nodebake/etc/upper",
+		"/sysroot/data/.nodebake/etc/work",
 		"/sysroot/data/home",
 	}
 	if !slices.Equal(dirs, wantDirs) {
@@ -103,6 +105,8 @@ func TestStateLayout(t *testing.T) {
 	want := []stateMount{
 		{"/var", "overlay", "/sysroot/var", "overlay",
 			"lowerdir=/sysroot/var,upperdir=/sysroot/data/.nodebake/var/upper,workdir=/sysroot/data/.nodebake/var/work", 0},
+		{"/etc", "overlay", "/sysroot/etc", "overlay",
+			"lowerdir=/sysroot/etc,upperdir=/sysroot/data/.nodebake/etc/upper,workdir=/sysroot/data/.nodebake/etc/work", 0},
 		{"/home", "/sysroot/data/home", "/sysroot/home", "", "", unix.MS_BIND},
 		{"/etc/machine-id", "/sysroot/data/.nodebake/machine-id", "/sysroot/etc/machine-id", "", "", unix.MS_BIND},
 	}
@@ -110,7 +114,7 @@ func TestStateLayout(t *testing.T) {
 		t.Errorf("mounts =\n%+v\nwant\n%+v", mounts, want)
 	}
 	// overlayfs needs upper and work on one filesystem, the data partition.
-	for _, d := range dirs[1:3] {
+	for _, d := range dirs[1:5] {
 		if !strings.HasPrefix(d, "/sysroot/data/") {
 			t.Errorf("%s is not on the data partition", d)
 		}

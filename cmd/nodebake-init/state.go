@@ -22,6 +22,8 @@ type stateMount struct {
 // mounted where:
 //   - /var is an overlay: the image's /var below, the device's changes
 //     (journal, package state, service data) on data;
+//   - /etc is an overlay too, whose upper layer keeps only the account
+//     passwords across boots (see prepareEtcUpper);
 //   - /home is data/home;
 //   - /etc/machine-id is data/.nodebake/machine-id, so the id survives updates
 //     and no two devices share one.
@@ -29,13 +31,20 @@ func stateLayout(root string) (dirs []string, mounts []stateMount) {
 	state := filepath.Join(root, stateDir)
 	upper := filepath.Join(state, "var/upper")
 	work := filepath.Join(state, "var/work")
+	etcUpper := filepath.Join(state, "etc/upper")
+	etcWork := filepath.Join(state, "etc/work")
 	home := filepath.Join(root, "data/home")
-	dirs = []string{state, upper, work, home}
+	dirs = []string{state, upper, work, etcUpper, etcWork, home}
 	mounts = []stateMount{
 		{
 			what:   "/var",
 			source: "overlay", target: filepath.Join(root, "var"), fstype: "overlay",
 			data: fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", filepath.Join(root, "var"), upper, work),
+		},
+		{
+			what:   "/etc",
+			source: "overlay", target: filepath.Join(root, "etc"), fstype: "overlay",
+			data: fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", filepath.Join(root, "etc"), etcUpper, etcWork),
 		},
 		{what: "/home", source: home, target: filepath.Join(root, "home"), flags: unix.MS_BIND},
 		{what: "/etc/machine-id", source: filepath.Join(state, "machine-id"), target: filepath.Join(root, "etc/machine-id"), flags: unix.MS_BIND},
@@ -64,6 +73,9 @@ func setUpState(root string) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	if err := prepareEtcUpper(filepath.Join(state, "etc/upper"), filepath.Join(root, "etc")); err != nil {
+		return fmt.Errorf("state: /etc: %w", err)
+	}
 	for _, m := range mounts {
 		if _, err := os.Stat(m.target); err != nil {
 			return fmt.Errorf("state: the root image lacks %s to mount on: %w", m.what, err)
@@ -76,6 +88,6 @@ func setUpState(root string) error {
 	if created {
 		note = ", new"
 	}
-	say("state: /var, /home and /etc/machine-id from /data (machine id %s%s)", id, note)
+	say("state: /var, /home, passwords in /etc and /etc/machine-id from /data (machine id %s%s)", id, note)
 	return nil
 }

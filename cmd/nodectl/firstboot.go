@@ -20,10 +20,11 @@ func firstbootCmd(args []string, stdout io.Writer) error {
 		return errors.New("must run as root: sudo nodectl firstboot")
 	}
 	_, err := firstboot.Run(firstboot.Config{
-		Root:     *root,
-		Owners:   firstboot.SystemOwners(),
-		Log:      stdout,
-		GrowData: *grow && *root == "/",
+		Root:      *root,
+		Owners:    firstboot.SystemOwners(),
+		Log:       stdout,
+		GrowData:  *grow && *root == "/",
+		Passwords: firstboot.SystemPasswords(),
 	})
 	return err
 }
