@@ -113,6 +113,10 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 			return nil, err
 		}
 	}
+	// The machine-id is already this device's own, kept on /data and bound
+	// over /etc/machine-id by /init; with /etc writable (an overlay, for
+	// passwords) systemd would otherwise try to "commit" it into /etc and fail.
+	Mask(t, "systemd-machine-id-commit.service")
 	return manifest(t, s)
 }
 

@@ -158,6 +158,9 @@ func TestConfigure(t *testing.T) {
 			t.Errorf("%s not enabled", link)
 		}
 	}
+	if e, ok := tr.Get("etc/systemd/system/systemd-machine-id-commit.service"); !ok || e.Link != "/dev/null" {
+		t.Error("systemd-machine-id-commit.service is not masked")
+	}
 	for _, dir := range []string{"data", "proc", "sys", "dev", "run", "tmp"} {
 		if _, ok := tr.Get(dir); !ok {
 			t.Errorf("mount point /%s missing", dir)
