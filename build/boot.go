@@ -10,6 +10,7 @@ import (
 	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/initramfs"
+	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -41,12 +42,13 @@ func espFiles(t *tree.Tree, s *spec.Spec, kver string, slot bootparam.Slot, init
 		return nil, fmt.Errorf("ESP: kernel: %w", err)
 	}
 	dir := "nodebake/" + slot.Name + "/"
-	entry := fmt.Sprintf("title %s %s (slot %s)\nversion %s\nlinux /%svmlinuz\ninitrd /%sinitrd.img\noptions %s %s\n",
-		s.Name, s.Version, slot.Name, s.Version, dir, dir, KernelArgs, slot.Format())
+	// The entry an update writes for a slot has the same form (with a boot
+	// counter in its name), so systemd-boot orders all of them by version.
+	entry := ota.EntryConf(s.Name, s.Version, KernelArgs, slot)
 	return map[string][]byte{
 		"EFI/BOOT/BOOTX64.EFI":             boot,
 		"loader/loader.conf":               []byte(LoaderConf),
-		"loader/entries/" + EntryName("a"): []byte(entry),
+		"loader/entries/" + EntryName("a"): entry,
 		dir + "vmlinuz":                    kernel,
 		dir + "initrd.img":                 initrd,
 	}, nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -59,6 +61,18 @@ func TestCreateFromImage(t *testing.T) {
 	}
 	if !bytes.Equal(root, readRegion(t, img, rootA.Start, int64(len(root)))) {
 		t.Error("root.img differs from root-a's content")
+	}
+	// The manifest records the filesystem and the verity data apart too.
+	split := m.Verity.HashOffset
+	for _, p := range []struct {
+		name string
+		got  File
+		want []byte
+	}{{"filesystem", m.RootFS, root[:split]}, {"verity data", m.VerityData, root[split:]}} {
+		sum := sha256.Sum256(p.want)
+		if p.got != (File{int64(len(p.want)), hex.EncodeToString(sum[:])}) {
+			t.Errorf("manifest: root %s %+v, want %d bytes with sha256 %x", p.name, p.got, len(p.want), sum)
+		}
 	}
 	slot, err := bootparam.Parse(info.ESP.Entries[0].Options)
 	if err != nil {
@@ -191,8 +205,8 @@ func TestVerify(t *testing.T) {
 		policy func(p *Policy)
 		want   string
 	}{
-		"flipped byte in root":      {damage: flip(RootFile, 4096*3+17), want: "root.img: sha256 is"},
-		"flipped byte in verity":    {damage: flip(RootFile, -1), want: "root.img: sha256 is"},
+		"flipped byte in root":      {damage: flip(RootFile, 4096*3+17), want: "root.img's filesystem: sha256 is"},
+		"flipped byte in verity":    {damage: flip(RootFile, -1), want: "root.img's verity data: sha256 is"},
 		"flipped byte in kernel":    {damage: flip(KernelFile, 0), want: "vmlinuz: sha256 is"},
 		"flipped byte in initramfs": {damage: flip(InitrdFile, 1000), want: "initrd.img: sha256 is"},
 		"flipped byte in manifest":  {damage: flip(ManifestFile, 40), want: "manifest.json does not match its signature"},

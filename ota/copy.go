@@ -71,6 +71,50 @@ func (hw *hashWriter) Write(b []byte) (int, error) {
 
 func (hw *hashWriter) sum() string { return hex.EncodeToString(hw.h.Sum(nil)) }
 
+// The names of root.img's two parts in messages.
+const (
+	rootFSPart = RootFile + "'s filesystem"
+	verityPart = RootFile + "'s verity data"
+)
+
+// rootHash hashes root.img whole and, split at the verity hash offset, its
+// filesystem and its verity data (Manifest.RootFS, Manifest.VerityData).
+type rootHash struct {
+	whole, fs, verity hash.Hash
+	split, n          int64
+}
+
+func newRootHash(split int64) *rootHash {
+	return &rootHash{whole: sha256.New(), fs: sha256.New(), verity: sha256.New(), split: split}
+}
+
+func (h *rootHash) Write(b []byte) (int, error) {
+	h.whole.Write(b)
+	k := max(0, min(int64(len(b)), h.split-h.n))
+	h.fs.Write(b[:k])
+	h.verity.Write(b[k:])
+	h.n += int64(len(b))
+	return len(b), nil
+}
+
+// files returns what was hashed: root.img, its filesystem, its verity data.
+func (h *rootHash) files() (root, fs, verity File) {
+	sum := func(x hash.Hash) string { return hex.EncodeToString(x.Sum(nil)) }
+	return File{h.n, sum(h.whole)}, File{min(h.n, h.split), sum(h.fs)}, File{max(0, h.n-h.split), sum(h.verity)}
+}
+
+// check compares the two parts, then the whole, with the manifest's records.
+func (h *rootHash) check(m *Manifest) error {
+	root, fs, verity := h.files()
+	if err := checkFile(rootFSPart, fs, m.RootFS); err != nil {
+		return err
+	}
+	if err := checkFile(verityPart, verity, m.VerityData); err != nil {
+		return err
+	}
+	return checkFile(RootFile, root, m.Root)
+}
+
 // checkFile compares what was read or written with the manifest's record.
 func checkFile(name string, got, want File) error {
 	if got.Size != want.Size {

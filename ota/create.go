@@ -51,7 +51,7 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 	}
 	defer f.Close()
 	m := src.manifest
-	if m.Root, err = src.root(ctx, f, stage, progress); err != nil {
+	if m.Root, m.RootFS, m.VerityData, err = src.root(ctx, f, stage, progress); err != nil {
 		return nil, err
 	}
 	esp, err := fat32.Read(file.New(f, true), src.esp.Size, src.esp.Start, 512)
@@ -192,51 +192,52 @@ func kernelArgs(options string) string {
 // into dir and rebuilds the verity data with the image's salt and verity
 // UUID. The result must carry the entry's root hash: then it is, byte for
 // byte, what the slot holds.
-func (src *imageSource) root(ctx context.Context, img *os.File, dir string, progress Progress) (File, error) {
+func (src *imageSource) root(ctx context.Context, img *os.File, dir string, progress Progress) (root, fs, vdata File, err error) {
 	v := src.slot.Verity
 	if int64(v.HashOffset)+4096 > src.rootA.Size {
-		return File{}, fmt.Errorf("%s: the boot entry puts the verity superblock at %d, past root-a's end (%d bytes)", src.path, v.HashOffset, src.rootA.Size)
+		return root, fs, vdata, fmt.Errorf("%s: the boot entry puts the verity superblock at %d, past root-a's end (%d bytes)", src.path, v.HashOffset, src.rootA.Size)
 	}
 	sb := make([]byte, 32)
 	if _, err := img.ReadAt(sb, src.rootA.Start+int64(v.HashOffset)); err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
 	if !bytes.Equal(sb[:8], []byte("verity\x00\x00")) {
-		return File{}, fmt.Errorf("%s: root-a has no verity superblock at byte %d", src.path, v.HashOffset)
+		return root, fs, vdata, fmt.Errorf("%s: root-a has no verity superblock at byte %d", src.path, v.HashOffset)
 	}
 	var uuid [16]byte
 	copy(uuid[:], sb[16:32])
 	salt, err := hex.DecodeString(v.Salt)
 	if err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
 
 	if _, err := saveFile(ctx, dir, RootFile, io.NewSectionReader(img, src.rootA.Start, int64(v.HashOffset)), int64(v.HashOffset), nil, progress); err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
 	path := filepath.Join(dir, RootFile)
 	progress.report("verity", 0, 1)
 	got, err := verity.FormatFile(path, salt, uuid)
 	if err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
 	progress.report("verity", 1, 1)
 	if got != v {
-		return File{}, fmt.Errorf("%s: root-a's squashfs gives verity root hash %s, the boot entry says %s: the image is damaged",
+		return root, fs, vdata, fmt.Errorf("%s: root-a's squashfs gives verity root hash %s, the boot entry says %s: the image is damaged",
 			src.path, got.RootHash, v.RootHash)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return File{}, err
+		return root, fs, vdata, err
 	}
-	hw := newHashWriter(io.Discard)
-	if err := copyN(ctx, hw, f, st.Size(), "hash "+RootFile, progress); err != nil {
-		return File{}, err
+	h := newRootHash(int64(v.HashOffset))
+	if err := copyN(ctx, h, f, st.Size(), "hash "+RootFile, progress); err != nil {
+		return root, fs, vdata, err
 	}
-	return File{Size: st.Size(), SHA256: hw.sum()}, nil
+	root, fs, vdata = h.files()
+	return root, fs, vdata, nil
 }

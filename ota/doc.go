@@ -18,7 +18,8 @@
 //
 // The manifest names the image (name, version, the compatibility id a
 // device must run), the kernel arguments and PARTUUIDs the boot entry
-// needs, the verity parameters, and the size and sha256 of each other file.
+// needs, the verity parameters, and the size and sha256 of each other file
+// (of root.img also of its two parts: the filesystem and the verity data).
 // File names are fixed, never read from the bundle, so a bundle cannot
 // write outside its directory. A directory is what Create makes and what
 // PublishDir, Pull and Fetch produce; the tar (WriteTar) is for copying one

@@ -43,9 +43,15 @@ type Manifest struct {
 	KernelArgs string     `json:"kernel_args"` // boot entry options besides the slot's nodebake.* parameters
 	Partitions Partitions `json:"partitions"`
 	Verity     Verity     `json:"verity"`
-	Root       File       `json:"root"`
-	Kernel     File       `json:"kernel"`
-	Initrd     File       `json:"initrd"`
+	// Root is root.img whole. RootFS and VerityData are its two parts,
+	// split at Verity.HashOffset: the squashfs (zero-padded to 4 KiB), and
+	// the verity superblock and hash tree. Each is checked on its own too,
+	// so a damaged bundle says which part is wrong.
+	Root       File `json:"root"`
+	RootFS     File `json:"root_filesystem"`
+	VerityData File `json:"verity_data"`
+	Kernel     File `json:"kernel"`
+	Initrd     File `json:"initrd"`
 }
 
 // Partitions are the PARTUUIDs of the image's disk layout.
@@ -143,6 +149,18 @@ func (m *Manifest) validate() error {
 	if m.Root.Size <= int64(m.Verity.HashOffset) || m.Verity.HashOffset != m.Verity.DataBlocks*4096 {
 		return fmt.Errorf("manifest: root is %d bytes with %d data blocks and hash offset %d: the verity layout does not fit",
 			m.Root.Size, m.Verity.DataBlocks, m.Verity.HashOffset)
+	}
+	for _, p := range []struct {
+		name string
+		f    File
+		size int64
+	}{{rootFSPart, m.RootFS, int64(m.Verity.HashOffset)}, {verityPart, m.VerityData, m.Root.Size - int64(m.Verity.HashOffset)}} {
+		if b, err := hex.DecodeString(p.f.SHA256); err != nil || len(b) != 32 || p.f.SHA256 != strings.ToLower(p.f.SHA256) {
+			return fmt.Errorf("manifest: %s sha256 %q: want 64 lower-case hex digits", p.name, p.f.SHA256)
+		}
+		if p.f.Size != p.size {
+			return fmt.Errorf("manifest: %s is %d bytes, but root is %d bytes with the verity data at %d", p.name, p.f.Size, m.Root.Size, m.Verity.HashOffset)
+		}
 	}
 	return nil
 }

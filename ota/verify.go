@@ -78,6 +78,13 @@ func (b *Bundle) checkFile(ctx context.Context, name string, progress Progress) 
 	if size != want.Size {
 		return checkFile(name, File{Size: size}, want)
 	}
+	if name == RootFile {
+		h := newRootHash(int64(b.Manifest.Verity.HashOffset))
+		if err := copyN(ctx, h, r, size, "check "+name, progress); err != nil {
+			return err
+		}
+		return h.check(&b.Manifest)
+	}
 	hw := newHashWriter(io.Discard)
 	if err := copyN(ctx, hw, r, size, "check "+name, progress); err != nil {
 		return err

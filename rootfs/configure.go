@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/overlays"
+	"github.com/nodebake/nodebake/partid"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -42,6 +44,14 @@ type Manifest struct {
 	Kernel    string     `json:"kernel"`
 	Artifacts []Artifact `json:"artifacts"`
 	Packages  []Package  `json:"packages"`
+	// Update is what the image accepts updates from; nil: none at all.
+	Update *Update `json:"update,omitempty"`
+}
+
+// Update is the spec's update section as the manifest records it.
+type Update struct {
+	PublicKey string `json:"public_key"`
+	Source    string `json:"source,omitempty"`
 }
 
 // Artifact is a verified release installed in the image.
@@ -108,6 +118,8 @@ func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 		return nil, fmt.Errorf("tmp.mount: %w", err)
 	}
 	t.WriteFile("etc/systemd/system/tmp.mount", tmp, 0o644, tree.Root)
+	updates(t, s)
+	units = append(units[:len(units):len(units)], updateUnits...)
 	for _, u := range units {
 		if err := Enable(t, u); err != nil {
 			return nil, err
@@ -224,6 +236,9 @@ func manifest(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 	if s.Demo {
 		m.Demo = DemoNotice
 	}
+	if u := s.Update; u != nil {
+		m.Update = &Update{PublicKey: strings.TrimSpace(u.PublicKey), Source: strings.TrimSpace(u.Source)}
+	}
 	return m, nil
 }
 
@@ -239,4 +254,50 @@ func (m *Manifest) JSON() []byte {
 // WriteManifest records m in the image.
 func WriteManifest(t *tree.Tree, m *Manifest) {
 	t.WriteFile(ManifestPath, m.JSON(), 0o644, tree.Root)
+}
+
+// updateUnits are enabled in every image: the ESP mounted on demand at
+// /efi (systemd-bless-boot and nodectl update need it) and the boot
+// assessment that stands before boot-complete.target.
+var updateUnits = []string{"efi.automount", "nodebake-health.service"}
+
+// updates prepares the root for over-the-air updates: the ESP's mount unit,
+// which names this image's ESP by its PARTUUID (efi.automount, from the
+// base overlay, mounts it), and the update key and source the spec names.
+// Without a key nothing is baked in, and nodectl update refuses every
+// bundle.
+func updates(t *tree.Tree, s *spec.Spec) {
+	mnt := strings.TrimPrefix(ota.ESPMount, "/")
+	t.MkdirAll(mnt, 0o700, tree.Root)
+	t.WriteFile("etc/systemd/system/efi.mount", espMount(partid.UUID(s.Name, partid.ESP)), 0o644, tree.Root)
+	if s.Update == nil {
+		return
+	}
+	// The spec has validated both; the files hold one line each.
+	t.WriteFile(strings.TrimPrefix(ota.KeyPath, "/"), []byte(strings.TrimSpace(s.Update.PublicKey)+"\n"), 0o644, tree.Root)
+	if s.Update.Source != "" {
+		t.WriteFile(strings.TrimPrefix(ota.SourcePath, "/"), []byte(strings.TrimSpace(s.Update.Source)+"\n"), 0o644, tree.Root)
+	}
+}
+
+// espMount is the mount unit of the ESP at ota.ESPMount. It is written
+// here rather than kept in the base overlay because the PARTUUID depends on
+// the image name.
+func espMount(partUUID string) []byte {
+	return fmt.Appendf(nil, `# nodebake: this disk's EFI system partition, by its PARTUUID (fixed for the
+# image name). systemd-bless-boot marks a booted entry good here and nodectl
+# update writes kernels and boot entries. efi.automount mounts it when first
+# used and unmounts it when idle, so the FAT is clean at almost any moment
+# the power may go. Only root may read it.
+[Unit]
+Description=EFI System Partition
+Documentation=man:systemd-bless-boot.service(8)
+
+[Mount]
+What=/dev/disk/by-partuuid/%s
+Where=%s
+Type=vfat
+Options=umask=0077,nodev,nosuid,noexec
+DirectoryMode=0700
+`, partUUID, ota.ESPMount)
 }

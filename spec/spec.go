@@ -35,6 +35,9 @@ type Spec struct {
 	// Demo marks an image built from stand-in releases (make demo-image):
 	// it says so in os-release, the manifest, the console and Fulcrum's banner.
 	Demo bool `yaml:"demo"`
+	// Update enables over-the-air updates (nodectl update). Without it the
+	// image accepts no update bundle: devices are updated by reflashing.
+	Update *Update `yaml:"update"`
 
 	// Dir is the folder image.yaml was read from; relative paths in the
 	// spec (overlays) are resolved against it.
@@ -106,6 +109,20 @@ func (a Artifacts) Each(f func(kind string, c *artifact.Config)) {
 	if a.Fulcrum != nil {
 		f(artifact.Fulcrum, a.Fulcrum)
 	}
+}
+
+// Update names the key that signs update bundles and where devices look
+// for them.
+type Update struct {
+	// PublicKey is the one line `nodebake keygen` writes to KEY.pub:
+	// "ed25519:<base64>". Devices accept only bundles signed by its
+	// private key.
+	PublicKey string `yaml:"public_key"`
+	// Source is where `nodectl update check|apply` looks:
+	// "oci://REGISTRY/REPOSITORY:TAG" or the http(s):// URL of a folder
+	// written by `nodebake publish`. Optional: without it, bundles are
+	// copied onto the device and applied from the file.
+	Source string `yaml:"source"`
 }
 
 // Disk sizes the partitions of the image file. The data partition is grown

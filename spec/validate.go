@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/ota"
 )
 
 // Defaults: the MiniBolt node, so a spec only says what differs from it.
@@ -201,6 +202,19 @@ func (s *Spec) validate() Errors {
 	})
 	if s.Artifacts.BitcoinCore == nil && s.Artifacts.Fulcrum != nil {
 		bad("artifacts.fulcrum", "Fulcrum needs bitcoind: add artifacts.bitcoin-core")
+	}
+
+	if u := s.Update; u != nil {
+		if u.PublicKey == "" {
+			bad("update.public_key", "missing: updates need the public key `nodebake keygen` wrote to KEY.pub (or leave out update: to disable updates)")
+		} else if _, err := ota.ParsePublicKey(u.PublicKey); err != nil {
+			bad("update.public_key", "%v", err)
+		}
+		if u.Source != "" {
+			if _, err := ota.ParseSource(u.Source); err != nil {
+				bad("update.source", "%v", err)
+			}
+		}
 	}
 
 	d := s.Disk

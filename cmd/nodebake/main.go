@@ -1,5 +1,6 @@
 // Command nodebake builds immutable appliance images for a Bitcoin node from
-// image.yaml, shows what is inside one, and boots one under QEMU.
+// image.yaml, shows what is inside one, boots one under QEMU, and makes and
+// publishes the signed bundles devices update from.
 package main
 
 import (
@@ -18,6 +19,13 @@ Usage:
   nodebake build   [-f image.yaml] [-o out/NAME-VERSION.img] [--compress zstd] [--mirror DIR|URL] [--offline] [-q]
   nodebake inspect IMAGE
   nodebake qemu    [-m MiB] [--cpus N] [--ssh-port 2222] [--persist] IMAGE
+  nodebake keygen  [-o keys/update]
+  nodebake bundle  -k KEY [-o BUNDLE.tar|DIR] IMAGE
+  nodebake publish BUNDLE oci://REGISTRY/REPOSITORY:TAG|DIR
+
+keygen makes the key pair that signs updates; bundle makes a signed update
+from a built image; publish pushes it to a registry, or writes it into a
+folder for any web server.
 
 Run "nodebake COMMAND -h" for a command's flags.
 `
@@ -33,6 +41,9 @@ func main() {
 		"build":   cmdBuild,
 		"inspect": cmdInspect,
 		"qemu":    cmdQemu,
+		"keygen":  cmdKeygen,
+		"bundle":  cmdBundle,
+		"publish": cmdPublish,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {

@@ -1,6 +1,8 @@
 // Command nodectl is the agent on a nodebake device. `nodectl firstboot`
 // runs on every boot (nodebake-firstboot.service) and makes the image right
 // for this device; `nodectl status` shows what it found and did.
+// `nodectl update` installs new images into the other root slot, and
+// `nodectl assess` decides whether a newly installed slot is kept.
 package main
 
 import (
@@ -21,6 +23,9 @@ var commands = map[string]command{
 	"status":     {"show what the last `nodectl firstboot` found and did", statusCmd},
 	"health":     {"is bitcoind up, and is Fulcrum indexing or serving? (-wait 5m polls)", healthCmd},
 	"sync-watch": {"after bitcoind's initial sync, lower dbcache and turn the mempool on (run by nodebake-sync-watch.service)", syncWatchCmd},
+	"update":     {"check for, install, show and roll back image updates (nodectl update help)", updateCmd},
+	"rollback":   {"boot the other slot next: nodectl update rollback", rollbackCmd},
+	"assess":     {"boot assessment: first boot succeeded and the services answer (run by nodebake-health.service)", assessCmd},
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nodebake/nodebake/firstboot"
+	"github.com/nodebake/nodebake/health"
+)
+
+// The artifact kinds an image's manifest lists (artifact.BitcoinCore and
+// artifact.Fulcrum; that package is the builder's, not the device's).
+const (
+	kindBitcoinCore = "bitcoin-core"
+	kindFulcrum     = "fulcrum"
+)
+
+// assessCmd is the boot assessment nodebake-health.service runs before
+// boot-complete.target: first boot must have succeeded, and the services
+// the image has must answer within the wait. An image without bitcoind or
+// Fulcrum is judged on its first boot alone.
+func assessCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("nodectl assess", flag.ContinueOnError)
+	wait := fs.Duration("wait", 0, "keep checking the services until they answer or this much time has passed (e.g. 10m)")
+	report := fs.String("report", firstboot.ReportPath, "the first-boot agent's report")
+	manifest := fs.String("manifest", manifestPath, "the image's manifest (which services it has)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := firstBootSucceeded(*report); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "first boot: all steps succeeded")
+	kinds, err := imageServices(*manifest)
+	if err != nil {
+		return err
+	}
+	if len(kinds) == 0 {
+		fmt.Fprintln(stdout, "services:   this image has neither bitcoind nor Fulcrum; nothing else to check")
+		return nil
+	}
+	ctx := context.Background()
+	if *wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *wait)
+		defer cancel()
+	}
+	r, err := awaitServices(ctx, health.Default(), kinds, 5*time.Second)
+	fmt.Fprint(stdout, describe(r, kinds))
+	return err
+}
+
+// firstBootSucceeded reads this boot's report of the first-boot agent.
+func firstBootSucceeded(path string) error {
+	r, err := firstboot.ReadReport(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("first boot: no report at %s: the agent did not run or did not finish this boot (journalctl -u nodebake-firstboot)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("first boot: %w", err)
+	}
+	if failed := r.Failed(); len(failed) > 0 {
+		var names []string
+		for _, s := range failed {
+			names = append(names, s.Name)
+		}
+		return fmt.Errorf("first boot: %d step(s) failed: %s (nodectl status)", len(failed), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// imageServices lists the service artifacts the image's manifest records.
+func imageServices(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Artifacts []struct {
+			Kind string `json:"kind"`
+		} `json:"artifacts"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var kinds []string
+	for _, a := range m.Artifacts {
+		if a.Kind == kindBitcoinCore || a.Kind == kindFulcrum {
+			kinds = append(kinds, a.Kind)
+		}
+	}
+	return kinds, nil
+}
+
+// awaitServices checks until the services of kinds are up: once if ctx
+// has no deadline, else every interval until it passes. It returns the
+// last report, and an error if they were not all up.
+func awaitServices(ctx context.Context, c health.Config, kinds []string, interval time.Duration) (health.Report, error) {
+	_, waiting := ctx.Deadline()
+	var last health.Report
+	for i := 0; ; i++ {
+		r := health.Check(ctx, c)
+		if up(r, kinds) {
+			return r, nil
+		}
+		// A check cut short by the deadline says less than the one before.
+		if ctx.Err() == nil || i == 0 {
+			last = r
+		}
+		if !waiting {
+			return last, errors.New("the node's services are not all up (see above)")
+		}
+		select {
+		case <-ctx.Done():
+			return last, errors.New("the node's services did not all answer in time (see above)")
+		case <-time.After(interval):
+		}
+	}
+}
+
+func up(r health.Report, kinds []string) bool {
+	for _, k := range kinds {
+		if (k == kindBitcoinCore && !r.Bitcoind.OK) || (k == kindFulcrum && !r.Fulcrum.OK) {
+			return false
+		}
+	}
+	return true
+}
+
+// describe is the report's lines for the services of kinds.
+func describe(r health.Report, kinds []string) string {
+	var b strings.Builder
+	for _, k := range kinds {
+		name, st := "bitcoind", r.Bitcoind
+		if k == kindFulcrum {
+			name, st = "fulcrum", r.Fulcrum
+		}
+		if st.OK {
+			fmt.Fprintf(&b, "%-11s up: %s\n", name+":", st.Detail)
+		} else {
+			fmt.Fprintf(&b, "%-11s down: %s\n", name+":", strings.TrimPrefix(st.Err.Error(), name+": "))
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,116 @@
+// Package otatest builds small disk images shaped like nodebake's (GPT with
+// esp, root-a, root-b, data; a zstd squashfs root with its manifest and
+// dm-verity data; slot a's kernel, initramfs and boot entry on the ESP), for
+// tests of the update path that cannot afford a real image build. It needs
+// mksquashfs (squashfs-tools).
+package otatest
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/partid"
+	"github.com/nodebake/nodebake/verity"
+)
+
+// Sizes of the images: the ESP just above FAT32's floor of 65525
+// clusters, slots that hold a few MiB of root.
+const (
+	ESPSize  = 34 * disk.MiB
+	SlotSize = 8 * disk.MiB
+	DataSize = 2 * disk.MiB
+)
+
+// KernelArgs are the options of the images' boot entries besides the
+// slot's parameters.
+const KernelArgs = "console=ttyS0,115200 ro"
+
+// Image describes a test image.
+type Image struct {
+	Name, Version string
+	// UpdateKey, if set, is recorded in the root's manifest as the image
+	// builder records update.public_key.
+	UpdateKey string
+}
+
+// Build writes the image into dir and returns its path. Its content
+// depends only on Name and Version.
+func (im Image) Build(t testing.TB, dir string) string {
+	t.Helper()
+	work := t.TempDir()
+	manifest := map[string]any{"name": im.Name, "version": im.Version}
+	if im.UpdateKey != "" {
+		manifest["update"] = map[string]string{"public_key": im.UpdateKey}
+	}
+	mj, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(work, "tree")
+	for p, content := range map[string][]byte{
+		"usr/share/nodebake/manifest.json": mj,
+		"usr/lib/payload":                  Random(im.Name+im.Version+"payload", 1<<20),
+	} {
+		p = filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootImg := filepath.Join(work, "root.img")
+	cmd := exec.Command("mksquashfs", root, rootImg, "-comp", "zstd", "-reproducible", "-mkfs-time", "0", "-all-time", "0",
+		"-all-root", "-quiet", "-no-progress")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	salt := sha256.Sum256([]byte(im.Name + im.Version))
+	var vuuid [16]byte
+	copy(vuuid[:], salt[:16])
+	v, err := verity.FormatFile(rootImg, salt[:], vuuid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := bootparam.Slot{Name: "a", RootPartUUID: partid.UUID(im.Name, partid.RootA), DataPartUUID: partid.UUID(im.Name, partid.Data), Verity: v}
+	esp := filepath.Join(work, "esp.img")
+	if err := disk.ESP(esp, ESPSize, map[string][]byte{
+		"EFI/BOOT/BOOTX64.EFI":           []byte("MZ stands in for systemd-boot"),
+		"loader/loader.conf":             []byte("timeout 0\n"),
+		"loader/entries/nodebake-a.conf": ota.EntryConf(im.Name, im.Version, KernelArgs, slot),
+		"nodebake/a/vmlinuz":             Random(im.Version+"kernel", 100<<10),
+		"nodebake/a/initrd.img":          Random(im.Version+"initrd", 200<<10),
+	}, time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, im.Name+"-"+im.Version+".img")
+	if err := disk.Write(img, partid.UUID(im.Name, partid.Disk), []disk.Partition{
+		{Name: disk.ESPName, Type: gpt.EFISystemPartition, UUID: partid.UUID(im.Name, partid.ESP), Size: ESPSize, Content: esp},
+		{Name: disk.RootAName, Type: gpt.LinuxRootX86_64, UUID: partid.UUID(im.Name, partid.RootA), Size: SlotSize, Content: rootImg},
+		{Name: disk.RootBName, Type: gpt.LinuxRootX86_64, UUID: partid.UUID(im.Name, partid.RootB), Size: SlotSize},
+		{Name: disk.DataName, Type: gpt.LinuxFilesystem, UUID: partid.UUID(im.Name, partid.Data), Size: DataSize},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// Random returns n bytes that depend only on seed: incompressible content
+// that differs between versions.
+func Random(seed string, n int) []byte {
+	s := sha256.Sum256([]byte(seed))
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}

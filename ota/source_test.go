@@ -1,0 +1,100 @@
+package ota
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+func TestParseSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"oci://ghcr.io/me/minibolt:stable":          "oci://ghcr.io/me/minibolt:stable",
+		"oci://10.0.2.100/nodebake/minibolt:2.0.0":  "oci://10.0.2.100/nodebake/minibolt:2.0.0",
+		"oci://localhost:5000/node@sha256:" + hex64: "oci://localhost:5000/node@sha256:" + hex64,
+		"https://updates.example.org/minibolt/":     "https://updates.example.org/minibolt/",
+		"  http://10.0.2.100/bundles/stable  ":      "http://10.0.2.100/bundles/stable",
+	} {
+		s, err := ParseSource(in)
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if s.String() != want || s.IsZero() {
+			t.Errorf("%q reads back as %q", in, s)
+		}
+	}
+	for in, want := range map[string]string{
+		"ghcr.io/me/minibolt:stable":  "want oci://REGISTRY/REPOSITORY:TAG or the http:// or https:// URL",
+		"oci://minibolt:stable":       "want oci://REGISTRY/REPOSITORY:TAG",
+		"oci://ghcr.io/me/minibolt":   "want oci://REGISTRY/REPOSITORY:TAG",
+		"oci://ghcr.io/Me/minibolt:x": "want oci://REGISTRY/REPOSITORY:TAG",
+		"ftp://example.org/bundles/":  "http:// or https:// URL",
+		"https:///bundles":            "http:// or https:// URL",
+		"https://example.org/b?tag=1": "takes no ?query",
+		"":                            "want oci://",
+	} {
+		if _, err := ParseSource(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error containing %q", in, err, want)
+		}
+	}
+	if !(Source{}).IsZero() {
+		t.Error("the zero Source is not IsZero")
+	}
+	if _, err := (Source{}).FetchManifest(context.Background()); err == nil {
+		t.Error("the zero Source fetched something")
+	}
+}
+
+const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// One server answers as an OCI registry under /v2/ and serves bundle
+// folders under /bundles/, as the QEMU tests set it up; a Source of either
+// kind finds the same bundle.
+func TestSourceDownloads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := makeBundle(t, "2.0.0")
+	www := t.TempDir()
+	if err := PublishDir(ctx, b, filepath.Join(www, "bundles", "stable"), nil); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if _, err := Publish(ctx, b, host+"/nodebake/node:stable", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	policy := Policy{Key: testPub, Running: Identity{Name: testName, Version: "1.0.0"}}
+	for _, text := range []string{"oci://" + host + "/nodebake/node:stable", srv.URL + "/bundles/stable/"} {
+		s, err := ParseSource(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, err := s.FetchManifest(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if err := VerifyManifest(head, policy); err != nil {
+			t.Fatalf("%s: manifest: %v", s, err)
+		}
+		got, err := s.Download(ctx, filepath.Join(t.TempDir(), "download"), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if err := Verify(ctx, got, policy, nil); err != nil {
+			t.Fatalf("%s: bundle: %v", s, err)
+		}
+		sameFiles(t, b, got)
+	}
+}

@@ -1,0 +1,79 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/partid"
+	"github.com/nodebake/nodebake/spec"
+)
+
+const testUpdateKey = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+
+// Every image mounts its ESP at /efi and has the boot assessment; an
+// image whose spec names an update key carries it and the source.
+func TestUpdateUnitsAndKey(t *testing.T) {
+	s := testSpec(t)
+	s.Update = &spec.Update{PublicKey: testUpdateKey, Source: "oci://ghcr.io/me/node:stable"}
+	tr := debianish(t)
+	m, err := Configure(tr, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := read(t, tr, "etc/systemd/system/efi.mount")
+	for _, want := range []string{"What=/dev/disk/by-partuuid/" + partid.UUID("node", partid.ESP) + "\n", "Where=/efi\n", "Type=vfat\n", "umask=0077"} {
+		if !strings.Contains(mount, want) {
+			t.Errorf("efi.mount lacks %q:\n%s", want, mount)
+		}
+	}
+	if e, ok := tr.Get("efi"); !ok || e.Type != tar.TypeDir {
+		t.Error("no /efi mount point")
+	}
+	for link, target := range map[string]string{
+		"etc/systemd/system/local-fs.target.wants/efi.automount":                   "/etc/systemd/system/efi.automount",
+		"etc/systemd/system/boot-complete.target.requires/nodebake-health.service": "/etc/systemd/system/nodebake-health.service",
+	} {
+		if e, ok := tr.Get(link); !ok || e.Link != target {
+			t.Errorf("%s → %+v, want a link to %s", link, e, target)
+		}
+	}
+	health := read(t, tr, "etc/systemd/system/nodebake-health.service")
+	for _, want := range []string{"Before=boot-complete.target", "FailureAction=reboot", "ExecStart=/usr/bin/nodectl assess -wait ", "LoaderBootCountPath-"} {
+		if !strings.Contains(health, want) {
+			t.Errorf("nodebake-health.service lacks %q", want)
+		}
+	}
+	if got := read(t, tr, strings.TrimPrefix(ota.KeyPath, "/")); got != testUpdateKey+"\n" {
+		t.Errorf("%s: %q", ota.KeyPath, got)
+	}
+	if got := read(t, tr, strings.TrimPrefix(ota.SourcePath, "/")); got != "oci://ghcr.io/me/node:stable\n" {
+		t.Errorf("%s: %q", ota.SourcePath, got)
+	}
+	var back struct {
+		Update *Update `json:"update"`
+	}
+	if err := json.Unmarshal(m.JSON(), &back); err != nil || back.Update == nil || back.Update.PublicKey != testUpdateKey {
+		t.Errorf("manifest update: %+v, %v", back.Update, err)
+	}
+
+	// Without an update section: no key, no source, nothing in the
+	// manifest; the ESP and the assessment are still there.
+	tr = debianish(t)
+	if m, err = Configure(tr, testSpec(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{ota.KeyPath, ota.SourcePath} {
+		if _, ok := tr.Get(strings.TrimPrefix(p, "/")); ok {
+			t.Errorf("%s in an image without update:", p)
+		}
+	}
+	if m.Update != nil || strings.Contains(string(m.JSON()), `"update"`) {
+		t.Errorf("manifest update: %+v", m.Update)
+	}
+	if _, ok := tr.Get("etc/systemd/system/efi.mount"); !ok {
+		t.Error("no efi.mount")
+	}
+}
