@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,13 +86,14 @@ func containsSeq(a, seq []string) bool {
 
 func TestOptionsRejected(t *testing.T) {
 	for name, o := range map[string]Options{
-		"no image":         {},
-		"port zero":        {Image: "x", Forwards: []Forward{{0, 22}}},
-		"port too large":   {Image: "x", Forwards: []Forward{{2222, 70000}}},
-		"host port twice":  {Image: "x", Forwards: []Forward{{2222, 22}, {2222, 23}}},
-		"negative memory":  {Image: "x", MemoryMiB: -1},
-		"negative cpus":    {Image: "x", CPUs: -2},
-		"image is missing": {Image: filepath.Join(t.TempDir(), "missing.img")},
+		"no image":                   {},
+		"port zero":                  {Image: "x", Forwards: []Forward{{0, 22}}},
+		"port too large":             {Image: "x", Forwards: []Forward{{2222, 70000}}},
+		"host port twice":            {Image: "x", Forwards: []Forward{{2222, 22}, {2222, 23}}},
+		"negative memory":            {Image: "x", MemoryMiB: -1},
+		"negative cpus":              {Image: "x", CPUs: -2},
+		"image is missing":           {Image: filepath.Join(t.TempDir(), "missing.img")},
+		"cold reboots of a snapshot": {Image: "x", Snapshot: true, ColdReboot: true},
 	} {
 		if _, err := Start(t.Context(), o); err == nil {
 			t.Errorf("%s: Start accepted %+v", name, o)
@@ -162,7 +164,7 @@ func TestRealQEMU(t *testing.T) {
 	}
 	defer vm.Kill()
 
-	status, err := vm.qmp.execute(ctx, "query-status")
+	status, err := vm.current().qmp.execute(ctx, "query-status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,4 +262,84 @@ func emptyImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// TestColdReboot: under ColdReboot a reset of the machine (here QMP's
+// system_reset, which QEMU handles like the guest's own reboot) ends the
+// QEMU process and a new one takes its place, while the VM, its console
+// and its firmware variables carry on; anything else that stops QEMU
+// (here QMP's quit) ends the VM.
+func TestColdReboot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, Options{Image: emptyImage(t), MemoryMiB: 256, CPUs: 1, ColdReboot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Kill()
+	first := vm.current()
+	if _, err := first.qmp.execute(ctx, "system_reset"); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	if first.err != nil {
+		t.Fatalf("the first QEMU after the reset: %v", first.err)
+	}
+	var second *process
+	for second = vm.current(); second == first; second = vm.current() {
+		select {
+		case <-vm.done:
+			t.Fatalf("the VM ended on the reset: %v", vm.Wait())
+		case <-ctx.Done():
+			t.Fatal("no new QEMU after the reset")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if second.cmd.Process.Pid == first.cmd.Process.Pid {
+		t.Fatal("the same process")
+	}
+	status, err := second.qmp.execute(ctx, "query-status")
+	if err != nil || !strings.Contains(string(status), `"running"`) {
+		t.Fatalf("the new QEMU: query-status %s (%v)", status, err)
+	}
+	if _, err := os.Stat(vm.p.vars); err != nil {
+		t.Errorf("the firmware variables: %v", err)
+	}
+
+	second.qmp.execute(ctx, "quit")
+	if err := vm.Wait(); err != nil {
+		t.Fatalf("quit: want a clean end of the VM, got %v", err)
+	}
+	if vm.current() != second {
+		t.Error("a third QEMU started after quit")
+	}
+	if _, err := os.Stat(vm.dir); !os.IsNotExist(err) {
+		t.Errorf("VM temp dir %s left behind (%v)", vm.dir, err)
+	}
+}
+
+// TestColdRebootKill: Kill ends the VM for good, whichever process runs.
+func TestColdRebootKill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, Options{Image: emptyImage(t), MemoryMiB: 256, CPUs: 1, ColdReboot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reset and the kill race: either the first process or its
+	// successor is killed, and no process outlives the VM.
+	vm.current().qmp.execute(ctx, "system_reset")
+	if err := vm.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-vm.done:
+	default:
+		t.Fatal("Kill returned before the VM ended")
+	}
+	p := vm.current()
+	<-p.exited
+	if err := p.cmd.Process.Signal(syscall.Signal(0)); err == nil {
+		t.Errorf("QEMU pid %d still runs after Kill", p.cmd.Process.Pid)
+	}
 }

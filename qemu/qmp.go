@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,6 +19,9 @@ type qmpConn struct {
 
 	mu     sync.Mutex // one command at a time
 	lastID int
+
+	closed   chan struct{} // closed when the connection has ended
+	shutdown string        // the reason of QEMU's SHUTDOWN event; read after closed
 }
 
 type qmpReply struct {
@@ -32,22 +36,17 @@ type qmpReply struct {
 // connectQMP waits for QEMU to open its QMP socket, then negotiates the
 // protocol. QEMU creates the socket early during startup, so this also
 // waits out startup errors such as a host port that is already taken.
-func (vm *VM) connectQMP(ctx context.Context, path string) error {
+func connectQMP(ctx context.Context, path string, exited <-chan struct{}) (*qmpConn, error) {
 	for {
 		conn, err := net.Dial("unix", path)
 		if err == nil {
-			q, err := newQMP(ctx, conn)
-			if err != nil {
-				return err
-			}
-			vm.qmp = q
-			return nil
+			return newQMP(ctx, conn)
 		}
 		select {
-		case <-vm.done:
-			return errors.New("it exited")
+		case <-exited:
+			return nil, errors.New("it exited")
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -64,7 +63,7 @@ func newQMP(ctx context.Context, conn net.Conn) (*qmpConn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("QMP: no greeting from QEMU (%v)", err)
 	}
-	q := &qmpConn{conn: conn, replies: make(chan qmpReply, 1)}
+	q := &qmpConn{conn: conn, replies: make(chan qmpReply, 1), closed: make(chan struct{})}
 	go q.read(dec)
 	if _, err := q.execute(ctx, "qmp_capabilities"); err != nil {
 		conn.Close()
@@ -73,23 +72,39 @@ func newQMP(ctx context.Context, conn net.Conn) (*qmpConn, error) {
 	return q, nil
 }
 
-// read passes replies to execute and drops events, until QEMU closes the
-// connection by exiting.
+// read passes replies to execute and keeps the reason of the SHUTDOWN
+// event, until QEMU closes the connection by exiting.
 func (q *qmpConn) read(dec *json.Decoder) {
+	defer close(q.closed)
 	defer close(q.replies)
 	defer q.conn.Close()
 	for {
 		var msg struct {
 			qmpReply
 			Event string `json:"event"`
+			Data  struct {
+				Reason string `json:"reason"`
+			} `json:"data"`
 		}
 		if err := dec.Decode(&msg); err != nil {
 			return
 		}
-		if msg.Event == "" {
+		switch msg.Event {
+		case "":
 			q.replies <- msg.qmpReply
+		case "SHUTDOWN":
+			q.shutdown = msg.Data.Reason
 		}
 	}
+}
+
+// reset waits for the connection to end (QEMU has exited) and reports
+// whether QEMU stopped because the machine was reset ("guest-reset" when
+// the guest reboots, "host-qmp-system-reset" for QMP's system_reset) under
+// -no-reboot, rather than powered off or killed.
+func (q *qmpConn) reset() bool {
+	<-q.closed
+	return strings.HasSuffix(q.shutdown, "-reset")
 }
 
 // execute runs one QMP command and returns its "return" value. Each command
