@@ -25,6 +25,7 @@ import (
 	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
 
 // The guest reaches the host's update server at this address of QEMU's
@@ -151,43 +152,24 @@ func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, e
 	}
 	root := doc.Content[0]
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
-	yamlSet(root, "version", str(version))
-	yamlSet(root, "update", &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+	standin.YAMLSet(root, "version", str(version))
+	standin.YAMLSet(root, "update", &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
 		str("public_key"), str(publicKey), str("source"), str("@SOURCE@"),
 	}})
 	if overlay != "" {
-		list := yamlValue(root, "overlays")
+		list := standin.YAMLValue(root, "overlays")
 		if list == nil {
 			list = &yaml.Node{Kind: yaml.SequenceNode}
 		}
 		list.Content = append(list.Content, str(overlay))
-		yamlSet(root, "overlays", list)
+		standin.YAMLSet(root, "overlays", list)
 	}
 	name := ""
-	if n := yamlValue(root, "name"); n != nil {
+	if n := standin.YAMLValue(root, "name"); n != nil {
 		name = n.Value
 	}
 	out, err := yaml.Marshal(&doc)
 	return out, name, err
-}
-
-func yamlValue(m *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func yamlSet(m *yaml.Node, key string, v *yaml.Node) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content[i+1] = v
-			return
-		}
-	}
-	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
 }
 
 // device is a VM of a private, persistent copy of an image, whose guest

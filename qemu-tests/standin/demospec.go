@@ -29,7 +29,7 @@ func (r *Releases) DemoSpec(in []byte, baseURL string) (out []byte, name, versio
 	}
 	kinds := []string{"bitcoin-core", "fulcrum"}
 	fulcrum := DefaultFulcrumVersion
-	if a := value(root, "artifacts"); a != nil && a.Kind == yaml.MappingNode && len(a.Content) > 0 {
+	if a := YAMLValue(root, "artifacts"); a != nil && a.Kind == yaml.MappingNode && len(a.Content) > 0 {
 		kinds = nil
 		for i := 0; i < len(a.Content); i += 2 {
 			kind := a.Content[i].Value
@@ -60,7 +60,7 @@ func (r *Releases) DemoSpec(in []byte, baseURL string) (out []byte, name, versio
 	if err := yaml.Unmarshal([]byte(block), &blockDoc); err != nil {
 		return nil, "", "", fmt.Errorf("stand-in artifacts block: %v", err)
 	}
-	artifacts := value(blockDoc.Content[0], "artifacts")
+	artifacts := YAMLValue(blockDoc.Content[0], "artifacts")
 	var keep []*yaml.Node
 	for i := 0; i < len(artifacts.Content); i += 2 {
 		if slices.Contains(kinds, artifacts.Content[i].Value) {
@@ -68,8 +68,8 @@ func (r *Releases) DemoSpec(in []byte, baseURL string) (out []byte, name, versio
 		}
 	}
 	artifacts.Content = keep
-	set(root, "artifacts", artifacts)
-	set(root, "demo", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	YAMLSet(root, "artifacts", artifacts)
+	YAMLSet(root, "demo", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -79,8 +79,8 @@ func (r *Releases) DemoSpec(in []byte, baseURL string) (out []byte, name, versio
 	return buf.Bytes(), name, version, nil
 }
 
-// value is the value node of key in mapping m, or nil.
-func value(m *yaml.Node, key string) *yaml.Node {
+// YAMLValue is the value node of key in mapping m, or nil.
+func YAMLValue(m *yaml.Node, key string) *yaml.Node {
 	if m.Kind != yaml.MappingNode {
 		return nil
 	}
@@ -93,15 +93,15 @@ func value(m *yaml.Node, key string) *yaml.Node {
 }
 
 func scalar(m *yaml.Node, key string) string {
-	if v := value(m, key); v != nil && v.Kind == yaml.ScalarNode {
+	if v := YAMLValue(m, key); v != nil && v.Kind == yaml.ScalarNode {
 		return v.Value
 	}
 	return ""
 }
 
-// set replaces key's value in mapping m (keeping the key and its
-// comments) or adds the key at the end.
-func set(m *yaml.Node, key string, v *yaml.Node) {
+// YAMLSet replaces key's value in mapping m (keeping the key and its
+// comments) or adds the key at the end. The tests edit specs with it too.
+func YAMLSet(m *yaml.Node, key string, v *yaml.Node) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
 			m.Content[i+1] = v
