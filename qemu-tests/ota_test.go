@@ -341,7 +341,8 @@ func updateToV2(d *device, f *otaFixture) (apply, blessed time.Duration) {
 
 // TestOTA drives one device through an update's life, each step on what
 // the one before left: v1 → v2 from the registry (slot b, blessed, /data
-// unchanged); a downgrade refused; the power cut in the middle of
+// unchanged); a rollback by hand to v1 and another back to v2; a downgrade
+// refused; the power cut in the middle of
 // installing v3 (the next boot is v2, with no entry for the half-written
 // slot); v3 installed whole, which fails its boot assessment on each of
 // its three tries, after which systemd-boot comes back to v2 by itself and
@@ -374,6 +375,30 @@ func TestOTA(t *testing.T) {
 	}
 	if got := d.sh("systemctl is-active nodebake-health.service systemd-bless-boot.service | tr '\\n' ' '"); got != "active active" {
 		t.Errorf("assessment and blessing units: %q", got)
+	}
+	sameData()
+
+	t.Log("rollback by hand to v1, and back to v2")
+	for _, step := range []struct{ to, version, entries string }{
+		// Slot a sorts below v2's entry, which Rollback sets aside ("+0").
+		{"a", v1, "nodebake-a.conf nodebake-b+0.conf"},
+		// v2 sorts first again by its version: nothing to set aside.
+		{"b", v2, "nodebake-a.conf nodebake-b.conf"},
+	} {
+		if out := d.sh("sudo nodectl rollback"); !strings.Contains(out, "slot "+step.to+" ("+step.version+") boots next") {
+			t.Fatalf("rollback:\n%s", out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+		d.reboot()
+		d.waitBoot(ctx, step.to)
+		cancel()
+		d.waitBlessed(step.to)
+		if got := d.running(); got != "nodebake.slot="+step.to+" "+step.version {
+			t.Fatalf("after the rollback: running %q, want slot %s %s", got, step.to, step.version)
+		}
+		if e := d.entries(); e != step.entries {
+			t.Errorf("entries after the rollback to slot %s: %s, want %s", step.to, e, step.entries)
+		}
 	}
 	sameData()
 
