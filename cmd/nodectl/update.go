@@ -126,6 +126,17 @@ func load(d device) (*system, error) {
 	return s, s.recordFailures()
 }
 
+// loadFlags parses the flags of a command that has only -root, and loads
+// the system there.
+func loadFlags(name string, args []string) (*system, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	root := fs.String("root", "/", "the device's root (for tests)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return load(device{*root})
+}
+
 // readIdentity reads the name and version from the image's manifest.
 func readIdentity(path string) (ota.Identity, error) {
 	b, err := os.ReadFile(path)
@@ -386,12 +397,7 @@ func notInUse(dev string) error {
 }
 
 func updateStatus(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("nodectl update status", flag.ContinueOnError)
-	root := fs.String("root", "/", "the device's root (for tests)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := load(device{*root})
+	s, err := loadFlags("nodectl update status", args)
 	if err != nil {
 		return err
 	}
@@ -428,12 +434,7 @@ func updateStatus(args []string, stdout io.Writer) error {
 }
 
 func rollbackCmd(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("nodectl update rollback", flag.ContinueOnError)
-	root := fs.String("root", "/", "the device's root (for tests)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := load(device{*root})
+	s, err := loadFlags("nodectl update rollback", args)
 	if err != nil {
 		return err
 	}
