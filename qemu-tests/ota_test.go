@@ -6,10 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/otatest"
 	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
@@ -89,11 +85,8 @@ func buildOTAFixture() (*otaFixture, error) {
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	mux.Handle("/bundles/", http.FileServer(http.Dir(f.www)))
 	// The server lives as long as the test binary.
-	srv := httptest.NewServer(mux)
+	srv := otatest.Server(f.www)
 	fmt.Sscanf(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:], "%d", &f.port)
 
 	for _, v := range []string{v1, v2, v3} {

@@ -4,17 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/disk"
@@ -222,10 +216,7 @@ func TestUpdateFromSource(t *testing.T) {
 	imgs := images(t, "1.0.0", "2.0.0")
 	ctx := context.Background()
 	www := t.TempDir()
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
-	srv := httptest.NewServer(mux)
+	srv := otatest.Server(www)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	b1, _ := bundle(t, imgs["1.0.0"], devPriv)

@@ -8,7 +8,11 @@ package otatest
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"io"
+	"log"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +20,7 @@ import (
 	"time"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/disk"
@@ -113,4 +118,14 @@ func Random(seed string, n int) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8(s).Read(b)
 	return b
+}
+
+// Server serves what a device updates from, on 127.0.0.1: an OCI registry
+// (go-containerregistry's, in memory) under /v2/ and the bundle folders
+// below www under /bundles/. The caller closes it.
+func Server(www string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
+	return httptest.NewServer(mux)
 }
