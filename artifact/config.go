@@ -12,12 +12,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
-)
 
-// Kinds of release nodebake knows the official locations and signers of.
-const (
-	BitcoinCore = "bitcoin-core"
-	Fulcrum     = "fulcrum"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // Default versions; Fulcrum 1.11.1 (the MiniBolt guide's) builds as well.
@@ -83,12 +79,12 @@ var fulcrumSigners = []Signer{{
 }}
 
 // Defaults fills what c leaves empty with the official release of kind
-// (BitcoinCore or Fulcrum): version, location, file names, quorum and
+// (BitcoinCore or contract.Fulcrum): version, location, file names, quorum and
 // signers. Other kinds are left as they are; Validate then names what is
 // missing.
 func Defaults(kind string, c *Config) {
 	switch kind {
-	case BitcoinCore:
+	case contract.BitcoinCore:
 		fill(&c.Version, DefaultBitcoinCoreVersion)
 		fill(&c.BaseURL, "https://bitcoincore.org/bin/bitcoin-core-"+c.Version+"/")
 		fill(&c.Tarball, "bitcoin-"+c.Version+"-x86_64-linux-gnu.tar.gz")
@@ -100,7 +96,7 @@ func Defaults(kind string, c *Config) {
 		if c.Signers == nil {
 			c.Signers = append([]Signer(nil), bitcoinCoreSigners...)
 		}
-	case Fulcrum:
+	case contract.Fulcrum:
 		fill(&c.Version, DefaultFulcrumVersion)
 		fill(&c.BaseURL, "https://github.com/cculianu/Fulcrum/releases/download/v"+c.Version+"/")
 		fill(&c.Tarball, "Fulcrum-"+c.Version+"-x86_64-linux.tar.gz")

@@ -4,14 +4,16 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/contract"
 )
 
 func TestDefaults(t *testing.T) {
 	var btc, ful, guide Config
-	Defaults(BitcoinCore, &btc)
-	Defaults(Fulcrum, &ful)
+	Defaults(contract.BitcoinCore, &btc)
+	Defaults(contract.Fulcrum, &ful)
 	guide.Version = "1.11.1"
-	Defaults(Fulcrum, &guide)
+	Defaults(contract.Fulcrum, &guide)
 	for _, tc := range []struct {
 		got  Config
 		want Config
@@ -42,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	}
 	// Defaults do not override what image.yaml says, and hand out copies.
 	mine := Config{MinSignatures: 2, Signers: []Signer{{Name: "me"}}}
-	Defaults(BitcoinCore, &mine)
+	Defaults(contract.BitcoinCore, &mine)
 	btc.Signers[0].Name = "changed"
 	if mine.MinSignatures != 2 || len(mine.Signers) != 1 || bitcoinCoreSigners[0].Name != "achow101" {
 		t.Errorf("defaults overrode the spec or shared the pin list: %+v", mine)
@@ -51,7 +53,7 @@ func TestDefaults(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	var c Config
-	Defaults(BitcoinCore, &c)
+	Defaults(contract.BitcoinCore, &c)
 	c.BaseURL = "ftp://bitcoincore.org/bin/"
 	c.Tarball = "../bitcoin.tar.gz"
 	c.SHA256 = "6aa7bb"
@@ -88,7 +90,7 @@ func TestValidate(t *testing.T) {
 		{-1, bitcoinCoreSigners, "min_signatures: -1: want at least 1"},
 	} {
 		var c Config
-		Defaults(BitcoinCore, &c)
+		Defaults(contract.BitcoinCore, &c)
 		c.MinSignatures, c.Signers = tc.min, tc.signers
 		errs := c.Validate()
 		if len(errs) != 1 || errs[0].Error() != tc.want {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodebake/nodebake/contract"
 )
 
 func fetch(t *testing.T, c Config, opts FetchOptions) (*Release, error) {
@@ -409,7 +411,7 @@ func TestFetchRealBitcoinCore(t *testing.T) {
 	}
 	srv := serve(t, files)
 	var c Config
-	Defaults(BitcoinCore, &c)
+	Defaults(contract.BitcoinCore, &c)
 	_, err := fetch(t, c, FetchOptions{Mirror: srv.URL})
 	want := "bitcoin-30.2-x86_64-linux-gnu.tar.gz: sha256 mismatch: want 6aa7bb4feb699c4c6262dd23e4004191f6df7f373b5d5978b5bcdd4bb72f75d8 (listed in the signed SHA256SUMS), got " + sha(files["bitcoin-30.2-x86_64-linux-gnu.tar.gz"])
 	if err == nil || !strings.HasPrefix(err.Error(), want) {

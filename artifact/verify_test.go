@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // realBuilderKeys pins the five default builder keys read from the vectors.
@@ -62,7 +63,7 @@ func TestRealBitcoinCoreQuorum(t *testing.T) {
 func TestRealSumsListTarball(t *testing.T) {
 	sums := readVector(t, "bitcoin-core-30.2/SHA256SUMS")
 	var c Config
-	Defaults(BitcoinCore, &c)
+	Defaults(contract.BitcoinCore, &c)
 	got, err := listedSum(sums, c.Sums, c.Tarball)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/rootfs"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
@@ -15,8 +16,8 @@ import (
 // binaries are the files each release contributes to /usr/local/bin, found
 // by name wherever the tarball keeps them.
 var binaries = map[string][]string{
-	artifact.BitcoinCore: {"bitcoind", "bitcoin-cli"},
-	artifact.Fulcrum:     {"Fulcrum", "FulcrumAdmin"},
+	contract.BitcoinCore: {"bitcoind", "bitcoin-cli"},
+	contract.Fulcrum:     {"Fulcrum", "FulcrumAdmin"},
 }
 
 // FulcrumVersionPath tells the first-boot agent which Fulcrum the image
@@ -65,7 +66,7 @@ const FulcrumBanner = "usr/share/nodebake/fulcrum-banner.txt"
 
 // installArtifacts puts verified binaries into the tree and describes them
 // for the manifest. A demo image's Fulcrum banner says what it is.
-func installArtifacts(t *tree.Tree, s *spec.Spec, all []verified) ([]rootfs.Artifact, error) {
+func installArtifacts(t *tree.Tree, s *spec.Spec, all []verified) ([]contract.Artifact, error) {
 	if s.Demo && s.Artifacts.Fulcrum != nil {
 		banner, err := t.ReadFile(FulcrumBanner)
 		if err != nil {
@@ -73,15 +74,15 @@ func installArtifacts(t *tree.Tree, s *spec.Spec, all []verified) ([]rootfs.Arti
 		}
 		t.WriteFile(FulcrumBanner, append([]byte("*** "+rootfs.DemoNotice+" ***\n"), banner...), 0o644, tree.Root)
 	}
-	var out []rootfs.Artifact
+	var out []contract.Artifact
 	for _, v := range all {
-		a := rootfs.Artifact{Kind: v.kind, Version: v.rel.Version, Tarball: v.rel.TarballName, SHA256: v.rel.SHA256, Signers: v.rel.Signers}
+		a := contract.Artifact{Kind: v.kind, Version: v.rel.Version, Tarball: v.rel.TarballName, SHA256: v.rel.SHA256, Signers: v.rel.Signers}
 		for name, f := range v.files {
 			t.WriteFile("usr/local/bin/"+name, f.Data, 0o755, tree.Root)
 			a.Files = append(a.Files, "/usr/local/bin/"+name)
 		}
 		sort.Strings(a.Files)
-		if v.kind == artifact.Fulcrum {
+		if v.kind == contract.Fulcrum {
 			t.WriteFile(FulcrumVersionPath, []byte(v.rel.Version+"\n"), 0o644, tree.Root)
 		}
 		out = append(out, a)

@@ -7,10 +7,9 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/initramfs"
-	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -26,13 +25,10 @@ const KernelArgs = "console=ttyS0,115200 console=tty0 ro printk.devkmsg=on"
 // key at power-on still shows the menu.
 const LoaderConf = "timeout 0\neditor no\n"
 
-// EntryName is the Boot Loader Spec entry of a slot.
-func EntryName(slot string) string { return "nodebake-" + slot + ".conf" }
-
 // espFiles lays out the ESP: systemd-boot as the removable-media loader (no
 // NVRAM entry is needed, so a flashed disk boots on any PC), and each slot's
 // kernel, initramfs and entry.
-func espFiles(t *tree.Tree, s *spec.Spec, kver string, slot bootparam.Slot, initrd []byte) (map[string][]byte, error) {
+func espFiles(t *tree.Tree, s *spec.Spec, kver string, slot contract.Slot, initrd []byte) (map[string][]byte, error) {
 	boot, err := t.ReadFile("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 	if err != nil {
 		return nil, fmt.Errorf("ESP: systemd-boot: %w (is systemd-boot-efi installed?)", err)
@@ -41,16 +37,16 @@ func espFiles(t *tree.Tree, s *spec.Spec, kver string, slot bootparam.Slot, init
 	if err != nil {
 		return nil, fmt.Errorf("ESP: kernel: %w", err)
 	}
-	dir := "nodebake/" + slot.Name + "/"
+	dir := contract.SlotDir(slot.Name) + "/"
 	// The entry an update writes for a slot has the same form (with a boot
 	// counter in its name), so systemd-boot orders all of them by version.
-	entry := ota.EntryConf(s.Name, s.Version, KernelArgs, slot)
+	entry := contract.EntryConf(s.Name, s.Version, KernelArgs, slot)
 	return map[string][]byte{
-		"EFI/BOOT/BOOTX64.EFI":             boot,
-		"loader/loader.conf":               []byte(LoaderConf),
-		"loader/entries/" + EntryName("a"): entry,
-		dir + "vmlinuz":                    kernel,
-		dir + "initrd.img":                 initrd,
+		contract.BootLoader: boot,
+		contract.LoaderConf: []byte(LoaderConf),
+		contract.EntriesDir + "/" + contract.EntryName("a"): entry,
+		dir + contract.KernelFile:                           kernel,
+		dir + contract.InitrdFile:                           initrd,
 	}, nil
 }
 
@@ -66,9 +62,9 @@ func buildInitramfs(t *tree.Tree, kver string, initBin []byte, epoch time.Time) 
 // stays empty until the first update), data (grown on the device).
 func partitions(s *spec.Spec, ids PartIDs, esp, root string) []disk.Partition {
 	return []disk.Partition{
-		{Name: disk.ESPName, Type: gpt.EFISystemPartition, UUID: ids.ESP, Size: int64(s.Disk.ESPSize), Content: esp},
-		{Name: disk.RootAName, Type: gpt.LinuxRootX86_64, UUID: ids.RootA, Size: int64(s.Disk.SlotSize), Content: root},
-		{Name: disk.RootBName, Type: gpt.LinuxRootX86_64, UUID: ids.RootB, Size: int64(s.Disk.SlotSize)},
-		{Name: disk.DataName, Type: gpt.LinuxFilesystem, UUID: ids.Data, Size: int64(s.Disk.DataSize)},
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: ids.ESP, Size: int64(s.Disk.ESPSize), Content: esp},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: ids.RootA, Size: int64(s.Disk.SlotSize), Content: root},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: ids.RootB, Size: int64(s.Disk.SlotSize)},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: ids.Data, Size: int64(s.Disk.DataSize)},
 	}
 }

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/rootfs"
 	"github.com/nodebake/nodebake/spec"
@@ -45,8 +45,8 @@ type Options struct {
 type Result struct {
 	Image    string
 	SHA256   string
-	Manifest *rootfs.Manifest
-	Root     bootparam.Slot
+	Manifest *contract.Manifest
+	Root     contract.Slot
 }
 
 // Build runs the pipeline. On any error, including a cancelled ctx,
@@ -91,7 +91,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer t.Close()
-	var m *rootfs.Manifest
+	var m *contract.Manifest
 	if err := log.stage("configure", "users, overlays, units", func() (err error) {
 		m, err = rootfs.Configure(t, s)
 		return err
@@ -124,7 +124,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	slot := bootparam.Slot{Name: "a", RootPartUUID: ids.RootA, DataPartUUID: ids.Data}
+	slot := contract.Slot{Name: "a", RootPartUUID: ids.RootA, DataPartUUID: ids.Data}
 	if err := log.stage("verity", "dm-verity hash tree", func() (err error) {
 		slot.Verity, err = verity.FormatFile(rootImg, ids.veritySalt(), ids.verityUUID())
 		return err

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -63,8 +63,8 @@ func TestESPFiles(t *testing.T) {
 	tr.WriteFile("usr/lib/systemd/boot/efi/systemd-bootx64.efi", []byte("MZboot"), 0o644, tree.Root)
 	tr.WriteFile("boot/vmlinuz-6.1.0-50-amd64", []byte("kernel"), 0o644, tree.Root)
 	s := &spec.Spec{Name: "node", Version: "1.0.0"}
-	slot := bootparam.Slot{Name: "a", RootPartUUID: IDs(s).RootA, DataPartUUID: IDs(s).Data,
-		Verity: bootparam.Verity{RootHash: strings.Repeat("0", 64), Salt: "00", DataBlocks: 1, HashOffset: 4096}}
+	slot := contract.Slot{Name: "a", RootPartUUID: IDs(s).RootA, DataPartUUID: IDs(s).Data,
+		Verity: contract.Verity{RootHash: strings.Repeat("0", 64), Salt: "00", DataBlocks: 1, HashOffset: 4096}}
 	files, err := espFiles(tr, s, "6.1.0-50-amd64", slot, []byte("initrd"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestESPFiles(t *testing.T) {
 			opts = o
 		}
 	}
-	back, err := bootparam.Parse(opts)
+	back, err := contract.Parse(opts)
 	if err != nil || back != slot {
 		t.Fatalf("entry options do not carry the slot: %v\n%s", err, entry)
 	}

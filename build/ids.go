@@ -5,15 +5,13 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 )
 
-// namespace for nodebake's name-based UUIDs (RFC 4122 version 5).
-var namespace = uuid.MustParse("6f3b1c2a-9d4e-5b7a-8c1d-2e3f4a5b6c7d")
-
-// PartIDs are the fixed GUIDs of an image's disk and partitions. They come
-// from the image name alone, not its version, so every version of an image
-// agrees on them — an update written into a slot keeps the slot's PARTUUID.
+// PartIDs are the fixed GUIDs of an image's disk and partitions
+// (contract.UUID), and the name and version its verity parameters derive
+// from.
 type PartIDs struct {
 	Disk, ESP, RootA, RootB, Data string
 	name, version                 string
@@ -21,9 +19,9 @@ type PartIDs struct {
 
 // IDs derives the identifiers of s.
 func IDs(s *spec.Spec) PartIDs {
-	id := func(role string) string { return uuid.NewSHA1(namespace, []byte(s.Name+"/"+role)).String() }
+	id := func(role string) string { return contract.UUID(s.Name, role) }
 	return PartIDs{
-		Disk: id("disk"), ESP: id("esp"), RootA: id("root-a"), RootB: id("root-b"), Data: id("data"),
+		Disk: id(contract.Disk), ESP: id(contract.ESP), RootA: id(contract.RootA), RootB: id(contract.RootB), Data: id(contract.Data),
 		name: s.Name, version: s.Version,
 	}
 }
@@ -35,6 +33,8 @@ func (p PartIDs) veritySalt() []byte {
 	return sum[:]
 }
 
+// verityUUID is the verity superblock's UUID, fixed by name and version for
+// the same reason.
 func (p PartIDs) verityUUID() [16]byte {
-	return uuid.NewSHA1(namespace, []byte(p.name+"/"+p.version+"/verity"))
+	return uuid.MustParse(contract.UUID(p.name, p.version+"/verity"))
 }

@@ -16,15 +16,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
-)
-
-// Standard partition names (GPT partition labels), in disk order. /init and
-// the updater find partitions by these labels and by PARTUUID.
-const (
-	ESPName   = "esp"
-	RootAName = "root-a"
-	RootBName = "root-b"
-	DataName  = "data"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // MiB is the alignment unit of every partition and of the disk itself.
@@ -164,9 +156,9 @@ func validate(parts []Partition) ([]int64, error) {
 // user knows what to change.
 func tooLarge(name string, content, size int64) error {
 	switch name {
-	case ESPName:
+	case contract.ESP:
 		return fmt.Errorf("%s: image is %s but the partition holds %s: raise disk.esp_size in image.yaml", name, mib(content), mib(size))
-	case RootAName, RootBName:
+	case contract.RootA, contract.RootB:
 		return fmt.Errorf("%s: image is %s but the slot holds %s: raise disk.slot_size in image.yaml", name, mib(content), mib(size))
 	}
 	return fmt.Errorf("%s: content is %s but the partition holds %s", name, mib(content), mib(size))

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/contract"
 )
 
 const (
@@ -38,10 +39,10 @@ func newTestImage(t *testing.T) testImage {
 	})
 	rootB := squashfsImage(t, dir, "root-b", map[string]string{"etc/hostname": "node\n"})
 	return testImage{dir: dir, parts: []Partition{
-		{Name: ESPName, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: testESPSize, Content: esp},
-		{Name: RootAName, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootA},
-		{Name: RootBName, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootB},
-		{Name: DataName, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 3 * MiB},
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: testESPSize, Content: esp},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootA},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootB},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 3 * MiB},
 	}}
 }
 
@@ -218,20 +219,20 @@ func TestWriteRefuses(t *testing.T) {
 		parts []Partition
 		want  string
 	}{
-		{"slot too small", testDiskGUID, []Partition{part(RootAName, u1, 3*MiB, big)},
+		{"slot too small", testDiskGUID, []Partition{part(contract.RootA, u1, 3*MiB, big)},
 			"root-a: image is 3.0 MiB (3145729 bytes) but the slot holds 3 MiB: raise disk.slot_size in image.yaml"},
-		{"ESP too small", testDiskGUID, []Partition{part(ESPName, u1, 2*MiB, big)},
+		{"ESP too small", testDiskGUID, []Partition{part(contract.ESP, u1, 2*MiB, big)},
 			"esp: image is 3.0 MiB (3145729 bytes) but the partition holds 2 MiB: raise disk.esp_size in image.yaml"},
-		{"size not whole MiB", testDiskGUID, []Partition{part(DataName, u1, MiB+512, "")},
+		{"size not whole MiB", testDiskGUID, []Partition{part(contract.Data, u1, MiB+512, "")},
 			"data: size 1049088 bytes is not a positive multiple of 1 MiB"},
-		{"same label", testDiskGUID, []Partition{part(DataName, u1, MiB, ""), part(DataName, u2, MiB, "")},
+		{"same label", testDiskGUID, []Partition{part(contract.Data, u1, MiB, ""), part(contract.Data, u2, MiB, "")},
 			`partition label "data" is used twice`},
-		{"same PARTUUID", testDiskGUID, []Partition{part(RootAName, u1, MiB, ""), part(RootBName, strings.ToUpper(u1), MiB, "")},
+		{"same PARTUUID", testDiskGUID, []Partition{part(contract.RootA, u1, MiB, ""), part(contract.RootB, strings.ToUpper(u1), MiB, "")},
 			"root-a and root-b have the same PARTUUID"},
-		{"bad PARTUUID", testDiskGUID, []Partition{part(RootAName, "x", MiB, "")}, `root-a: PARTUUID "x"`},
-		{"bad disk GUID", "nope", []Partition{part(RootAName, u1, MiB, "")}, `disk GUID "nope"`},
+		{"bad PARTUUID", testDiskGUID, []Partition{part(contract.RootA, "x", MiB, "")}, `root-a: PARTUUID "x"`},
+		{"bad disk GUID", "nope", []Partition{part(contract.RootA, u1, MiB, "")}, `disk GUID "nope"`},
 		{"no partitions", testDiskGUID, nil, "disk has no partitions"},
-		{"missing content", testDiskGUID, []Partition{part(RootAName, u1, MiB, filepath.Join(dir, "missing"))}, "root-a: stat"},
+		{"missing content", testDiskGUID, []Partition{part(contract.RootA, u1, MiB, filepath.Join(dir, "missing"))}, "root-a: stat"},
 	} {
 		img := filepath.Join(dir, "disk.img")
 		err := Write(img, tc.guid, tc.parts, nil)

@@ -16,10 +16,8 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/contract"
 )
-
-// ManifestPath is where a root filesystem records what it was built from.
-const ManifestPath = "/usr/share/nodebake/manifest.json"
 
 // Info is what Inspect reads back from an image.
 type Info struct {
@@ -39,7 +37,7 @@ type PartitionInfo struct {
 	Start    int64  // bytes from the start of the disk
 	Size     int64  // bytes
 	Content  string // "FAT32", "squashfs", "ext4", "empty" or "unknown"
-	Manifest []byte // ManifestPath of a squashfs root, nil when absent
+	Manifest []byte // contract.ManifestPath of a squashfs root, nil when absent
 }
 
 // ESPInfo is the content of the EFI system partition.
@@ -232,7 +230,7 @@ func parseEntry(name string, b []byte) Entry {
 	return e
 }
 
-// readManifest reads ManifestPath out of the squashfs at start, or returns
+// readManifest reads contract.ManifestPath out of the squashfs at start, or returns
 // nil if the filesystem has none. go-diskfs's squashfs reader handles
 // mksquashfs and tar2sqfs images with zstd compression.
 func readManifest(b backend.Storage, start, size int64) ([]byte, error) {
@@ -243,7 +241,7 @@ func readManifest(b backend.Storage, start, size int64) ([]byte, error) {
 	// The reader's errors do not wrap fs.ErrNotExist, so look before
 	// reading to tell "no manifest" from a damaged filesystem.
 	dir := "."
-	for _, name := range strings.Split(ManifestPath[1:], "/") {
+	for _, name := range strings.Split(contract.ManifestPath[1:], "/") {
 		entries, err := fs.ReadDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("reading squashfs: %w", err)
@@ -255,7 +253,7 @@ func readManifest(b backend.Storage, start, size int64) ([]byte, error) {
 	}
 	m, err := fs.ReadFile(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", ManifestPath, err)
+		return nil, fmt.Errorf("reading %s: %w", contract.ManifestPath, err)
 	}
 	return m, nil
 }

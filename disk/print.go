@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // typeNames names the partition types nodebake uses; others print as GUIDs.
@@ -74,7 +75,7 @@ func (info *Info) Print(w io.Writer) error {
 		if p.Content != "squashfs" {
 			continue
 		}
-		fmt.Fprintf(tw, "\n%s %s\n", p.Name, ManifestPath)
+		fmt.Fprintf(tw, "\n%s %s\n", p.Name, contract.ManifestPath)
 		printManifest(tw, p.Manifest)
 	}
 	return tw.Flush()

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 )
 
@@ -60,10 +61,10 @@ func testImage(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "node.img")
 	parts := []disk.Partition{
-		{Name: disk.ESPName, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: 2 * MiB},
-		{Name: disk.RootAName, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 4 * MiB},
-		{Name: disk.RootBName, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 4 * MiB},
-		{Name: disk.DataName, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 8 * MiB},
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: 2 * MiB},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 4 * MiB},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 4 * MiB},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 8 * MiB},
 	}
 	if err := disk.Write(p, "55555555-2222-4333-8444-555555555555", parts, nil); err != nil {
 		t.Fatal(err)

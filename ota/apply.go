@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nodebake/nodebake/contract"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,19 +65,18 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	if err := writeRoot(ctx, b, t, slot, progress); err != nil {
 		return err
 	}
-	dir := "nodebake/" + slot + "/"
-	for _, name := range []string{KernelFile, InitrdFile} {
-		if err := writeESPFile(ctx, t.ESP, dir+name, b, name, progress); err != nil {
+	for _, f := range []struct{ dest, name string }{{contract.KernelFile, KernelFile}, {contract.InitrdFile, InitrdFile}} {
+		if err := writeESPFile(ctx, t.ESP, contract.SlotDir(slot)+"/"+f.dest, b, f.name, progress); err != nil {
 			return err
 		}
 	}
 
 	entry := entryName{slot: slot, left: triesNew}.file()
-	conf := EntryConf(m.Name, m.Version, m.KernelArgs, m.Slot(slot))
-	if err := writeESP(t.ESP, entriesDir+"/"+entry+".tmp", conf); err != nil {
+	conf := contract.EntryConf(m.Name, m.Version, m.KernelArgs, m.Slot(slot))
+	if err := writeESP(t.ESP, contract.EntriesDir+"/"+entry+".tmp", conf); err != nil {
 		return err
 	}
-	if err := t.ESP.Rename(entriesDir+"/"+entry+".tmp", entriesDir+"/"+entry); err != nil {
+	if err := t.ESP.Rename(contract.EntriesDir+"/"+entry+".tmp", contract.EntriesDir+"/"+entry); err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
 
@@ -99,18 +99,18 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 // clearSlot removes a slot's boot entry first, then its kernel and
 // initramfs, including the temporary files of an interrupted Apply.
 func clearSlot(esp ESP, slot string) error {
-	names, err := esp.ReadDir(entriesDir)
+	names, err := esp.ReadDir(contract.EntriesDir)
 	if err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
 	for _, name := range names {
 		if strings.HasPrefix(name, "nodebake-"+slot+"+") || strings.HasPrefix(name, "nodebake-"+slot+".") {
-			if err := esp.Remove(entriesDir + "/" + name); err != nil {
+			if err := esp.Remove(contract.EntriesDir + "/" + name); err != nil {
 				return fmt.Errorf("ESP: %w", err)
 			}
 		}
 	}
-	dir := "nodebake/" + slot
+	dir := contract.SlotDir(slot)
 	if names, err = esp.ReadDir(dir); err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
@@ -145,7 +145,7 @@ func writeRoot(ctx context.Context, b *Bundle, t Target, slot string, progress P
 			label, want.Size, size)
 	}
 
-	src, n, err := b.openFile(RootFile)
+	src, n, err := b.OpenFile(RootFile)
 	if err != nil {
 		return err
 	}
@@ -181,8 +181,8 @@ func writeRoot(ctx context.Context, b *Bundle, t Target, slot string, progress P
 // writeESPFile copies a bundle file to name on the ESP: under a temporary
 // name first, read back and checked, then renamed.
 func writeESPFile(ctx context.Context, esp ESP, name string, b *Bundle, file string, progress Progress) error {
-	want := b.Manifest.file(file)
-	src, _, err := b.openFile(file)
+	want := b.Manifest.File(file)
+	src, _, err := b.OpenFile(file)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 )
 
@@ -28,7 +28,7 @@ func TestApplyToDiskImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootA, rootB, data := part(t, before, disk.RootAName), part(t, before, disk.RootBName), part(t, before, disk.DataName)
+	rootA, rootB, data := part(t, before, contract.RootA), part(t, before, contract.RootB), part(t, before, contract.Data)
 
 	// Fill data with bytes that must survive.
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
@@ -62,7 +62,7 @@ func TestApplyToDiskImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slot holds root.img, byte for byte, and reads as the new root.
-	rb, _, err := b.openFile(RootFile)
+	rb, _, err := b.OpenFile(RootFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestApplyToDiskImage(t *testing.T) {
 	if !bytes.Equal(slotBytes, want) {
 		t.Fatal("slot b does not hold root.img")
 	}
-	pb := part(t, after, disk.RootBName)
+	pb := part(t, after, contract.RootB)
 	var id struct{ Name, Version string }
 	if err := json.Unmarshal(pb.Manifest, &id); err != nil || id.Name != testName || id.Version != "2.0.0" || pb.Content != "squashfs" {
 		t.Errorf("root-b: %s holding %s (%v)", pb.Content, pb.Manifest, err)
@@ -114,7 +114,7 @@ func TestApplyToDiskImage(t *testing.T) {
 		t.Fatalf("entries %v, want nodebake-a.conf and nodebake-b+3.conf", entryNames)
 	}
 	eb := after.ESP.Entries[1]
-	slot, err := bootparam.Parse(eb.Options)
+	slot, err := contract.Parse(eb.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestApplyInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootB := part(t, info, disk.RootBName)
+	rootB := part(t, info, contract.RootB)
 	esp := openFATESP(t, img)
 	target := Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp}
 

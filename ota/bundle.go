@@ -147,53 +147,18 @@ func (b *Bundle) whole() error {
 	return nil
 }
 
-// openFile opens one of the bundle's files (not the manifest or signature).
-func (b *Bundle) openFile(name string) (io.ReadCloser, int64, error) {
-	if b.open == nil {
-		return nil, 0, fmt.Errorf("only the manifest of this bundle was fetched: download the bundle to read %s", name)
+// OpenFile opens one of the bundle's files (the kernel, initramfs or
+// root; Signed has the other two) and returns it with its size as stored.
+func (b *Bundle) OpenFile(name string) (io.ReadCloser, int64, error) {
+	if err := b.whole(); err != nil {
+		return nil, 0, err
 	}
 	return b.open(name)
 }
 
-// WriteTar writes the bundle as one uncompressed tar file at path
-// (through a temporary file, renamed when complete). Its headers carry no
-// times or owners, so the same bundle always gives the same bytes.
-func WriteTar(b *Bundle, path string) error {
-	if err := b.whole(); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	for _, name := range files {
-		r, size, err := b.open(name)
-		if err != nil {
-			return err
-		}
-		err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size, Format: tar.FormatUSTAR})
-		if err == nil {
-			_, err = io.Copy(tw, r)
-		}
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", path, name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
+// Signed returns the manifest and signature files' bytes, as signed.
+func (b *Bundle) Signed() (manifest, sig []byte) { return b.raw, b.sig }
+
+// FileNames lists a bundle's files in the order they are stored and sent:
+// small ones first.
+func FileNames() []string { return slices.Clone(files) }

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 )
 
@@ -54,7 +54,7 @@ func TestCreateFromImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootA := part(t, info, disk.RootAName)
+	rootA := part(t, info, contract.RootA)
 	root := readFile(t, filepath.Join(dir, RootFile))
 	if int64(len(root)) != m.Root.Size || int64(len(root)) <= int64(m.Verity.HashOffset) {
 		t.Fatalf("root.img is %d bytes, manifest says %d, hash offset %d", len(root), m.Root.Size, m.Verity.HashOffset)
@@ -74,7 +74,7 @@ func TestCreateFromImage(t *testing.T) {
 			t.Errorf("manifest: root %s %+v, want %d bytes with sha256 %x", p.name, p.got, len(p.want), sum)
 		}
 	}
-	slot, err := bootparam.Parse(info.ESP.Entries[0].Options)
+	slot, err := contract.Parse(info.ESP.Entries[0].Options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCreateRefusesDamagedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := part(t, info, disk.RootAName).Start + disk.MiB
+	off := part(t, info, contract.RootA).Start + disk.MiB
 	b := make([]byte, 1)
 	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // Progress is silent.
 type Progress func(step string, done, total int64)
 
-func (p Progress) report(step string, done, total int64) {
+func (p Progress) Report(step string, done, total int64) {
 	if p != nil {
 		p(step, done, total)
 	}
@@ -32,7 +32,7 @@ const chunk = 1 << 20
 func copyN(ctx context.Context, w io.Writer, r io.Reader, n int64, step string, p Progress) error {
 	buf := make([]byte, chunk)
 	var done int64
-	p.report(step, 0, n)
+	p.Report(step, 0, n)
 	for done < n {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -43,7 +43,7 @@ func copyN(ctx context.Context, w io.Writer, r io.Reader, n int64, step string, 
 				return werr
 			}
 			done += int64(m)
-			p.report(step, done, n)
+			p.Report(step, done, n)
 		}
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			return fmt.Errorf("%s: ended after %d of %d bytes", step, done, n)
@@ -104,6 +104,17 @@ func (h *rootHash) files() (root, fs, verity File) {
 }
 
 // check compares the two parts, then the whole, with the manifest's records.
+// HashRoot reads a root.img of size bytes from r and returns the records
+// of it whole and of its two parts, split at the verity hash offset.
+func HashRoot(ctx context.Context, r io.Reader, size, hashOffset int64, progress Progress) (root, fs, verity File, err error) {
+	h := newRootHash(hashOffset)
+	if err := copyN(ctx, h, r, size, "hash "+RootFile, progress); err != nil {
+		return root, fs, verity, err
+	}
+	root, fs, verity = h.files()
+	return root, fs, verity, nil
+}
+
 func (h *rootHash) check(m *Manifest) error {
 	root, fs, verity := h.files()
 	if err := checkFile(rootFSPart, fs, m.RootFS); err != nil {
@@ -126,10 +137,10 @@ func checkFile(name string, got, want File) error {
 	return nil
 }
 
-// saveFile writes n bytes of r to dir/name through a temporary file, and
+// SaveFile writes n bytes of r to dir/name through a temporary file, and
 // renames it into place only when complete and, if check is not nil,
 // accepted by check. It returns what was written.
-func saveFile(ctx context.Context, dir, name string, r io.Reader, n int64, check func(File) error, p Progress) (File, error) {
+func SaveFile(ctx context.Context, dir, name string, r io.Reader, n int64, check func(File) error, p Progress) (File, error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-")
 	if err != nil {
 		return File{}, err

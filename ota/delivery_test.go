@@ -26,11 +26,11 @@ func sameFiles(t *testing.T, want, got *Bundle) {
 		t.Error("manifest or signature differs")
 	}
 	for _, f := range []string{KernelFile, InitrdFile, RootFile} {
-		a, _, err := want.openFile(f)
+		a, _, err := want.OpenFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _, err := got.openFile(f)
+		b, _, err := got.OpenFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,17 +1,127 @@
 package ota
 
-// Where a nodebake device keeps what updating needs. The image builder
-// writes the first two into the read-only root; nodectl reads them all.
-const (
-	// KeyPath holds the public key bundles must be signed with, in the
-	// form SavePublicKey writes. An image without it accepts no bundle.
-	KeyPath = "/usr/share/nodebake/update.pub"
-	// SourcePath holds the text form of the image's Source, if it has one.
-	SourcePath = "/usr/share/nodebake/update-source"
-	// FailedPath lists, one per line, the versions that failed to boot on
-	// this device (Policy.Failed). It is on /data, so it outlives updates.
-	FailedPath = "/data/.nodebake/failed-versions"
-	// ESPMount is where the device mounts its ESP (efi.automount), as
-	// systemd-bless-boot expects.
-	ESPMount = "/efi"
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/contract"
 )
+
+// Device is what a running nodebake system says about updating: the image
+// it runs, its update key and source, its boot entries, and the versions
+// that failed to boot here. The failed-versions file is this package's:
+// LoadDevice keeps it up to date.
+type Device struct {
+	root    string
+	Running Identity
+	Slot    contract.Slot     // the running slot, from the kernel command line
+	Key     ed25519.PublicKey // nil: the image accepts no bundle
+	Source  Source            // zero: the image names none
+	Failed  []string          // versions that failed to boot here
+	Entries []Entry           // the ESP's boot entries
+}
+
+// LoadDevice reads the system whose root is root ("/" on a device; tests
+// lay out a folder the same way) and records, before anything else looks
+// at the boot entries, the versions whose entries used up their tries.
+func LoadDevice(root string) (*Device, error) {
+	d := &Device{root: root}
+	m, err := contract.ReadManifest(d.Path(contract.ManifestPath))
+	if err != nil {
+		return nil, err
+	}
+	d.Running = Identity{Name: m.Name, Version: m.Version}
+	cmdline, err := os.ReadFile(d.Path("/proc/cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	if d.Slot, err = contract.Parse(string(cmdline)); err != nil {
+		return nil, fmt.Errorf("the kernel command line: %w: was this system booted from a nodebake boot entry?", err)
+	}
+	if _, err := ActiveSlot(string(cmdline)); err != nil {
+		return nil, err
+	}
+	if d.Key, err = LoadPublicKey(d.Path(contract.UpdateKeyPath)); errors.Is(err, fs.ErrNotExist) {
+		d.Key = nil
+	} else if err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(d.Path(contract.UpdateSourcePath)); err == nil {
+		if d.Source, err = ParseSource(string(b)); err != nil {
+			return nil, fmt.Errorf("%s: %w", contract.UpdateSourcePath, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if d.Failed, err = readFailed(d.Path(contract.FailedVersionsPath)); err != nil {
+		return nil, err
+	}
+	// Looking into the mount point mounts the ESP (efi.automount).
+	if _, err := os.Stat(d.Path(contract.ESPMount + "/" + contract.EntriesDir)); err != nil {
+		return nil, fmt.Errorf("no ESP with boot entries at %s (%v): see systemctl status efi.automount", contract.ESPMount, err)
+	}
+	if d.Entries, err = ReadEntries(d.ESP()); err != nil {
+		return nil, err
+	}
+	return d, d.recordFailures()
+}
+
+// Path is p (absolute, as on a device) under the device's root.
+func (d *Device) Path(p string) string { return filepath.Join(d.root, p) }
+
+// ESP is the device's mounted ESP.
+func (d *Device) ESP() ESP { return ESPDir(d.Path(contract.ESPMount)) }
+
+// Partition is the device node of the partition with a PARTUUID.
+func (d *Device) Partition(uuid string) string { return d.Path("/dev/disk/by-partuuid/" + uuid) }
+
+// Policy is what this device accepts.
+func (d *Device) Policy(allowDowngrade, retryFailed bool) (Policy, error) {
+	if d.Key == nil {
+		return Policy{}, fmt.Errorf("updates are off: this image has no update key (%s; update.public_key in image.yaml), so it accepts no bundle; flash an image that names one", contract.UpdateKeyPath)
+	}
+	p := Policy{Key: d.Key, Running: d.Running, AllowDowngrade: allowDowngrade}
+	if !retryFailed {
+		p.Failed = d.Failed
+	}
+	return p, nil
+}
+
+func readFailed(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+// recordFailures remembers the version of every other slot's entry that
+// used up its tries (systemd-boot fell back from it), so that it is not
+// installed again. The list is on /data: it outlives both slots.
+func (d *Device) recordFailures() error {
+	added := false
+	for _, e := range d.Entries {
+		if e.Slot != "" && e.Slot != d.Slot.Name && e.State() == Bad && e.Version != "" && !slices.Contains(d.Failed, e.Version) {
+			d.Failed = append(d.Failed, e.Version)
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	path := d.Path(contract.FailedVersionsPath)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(strings.Join(d.Failed, "\n")+"\n"), 0o644)
+}

@@ -10,18 +10,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 )
-
-// entriesDir is where Boot Loader Spec Type #1 entries live on the ESP.
-const entriesDir = "loader/entries"
 
 // triesNew is how many boots a new slot gets to reach boot-complete.target.
 const triesNew = 3
-
-// sortKey groups nodebake's entries in systemd-boot's order; within it,
-// the newest version sorts first.
-const sortKey = "nodebake"
 
 // State is where a slot's entry stands in boot counting, read from its
 // file name.
@@ -71,7 +64,7 @@ type entryName struct {
 
 // file renders the name: nodebake-<slot>[+left[-done]].conf.
 func (n entryName) file() string {
-	s := "nodebake-" + n.slot
+	s := contract.EntryPrefix + n.slot
 	if n.left >= 0 {
 		s += "+" + strconv.Itoa(n.left)
 		if n.done > 0 {
@@ -92,11 +85,18 @@ func parseEntryName(file string) (entryName, bool) {
 	if left >= 0 {
 		base = base[:strings.LastIndexByte(base, '+')]
 	}
-	slot, ok := strings.CutPrefix(base, "nodebake-")
+	slot, ok := strings.CutPrefix(base, contract.EntryPrefix)
 	if !ok || (slot != "a" && slot != "b") {
 		return entryName{}, false
 	}
 	return entryName{slot: slot, left: left, done: done}, true
+}
+
+// EntrySlot is the slot whose entry a file in the entries folder is, by
+// its name with or without a boot counter; ok is false for other entries.
+func EntrySlot(file string) (slot string, ok bool) {
+	n, ok := parseEntryName(file)
+	return n.slot, ok
 }
 
 // parseCounter reads systemd-boot's boot counter from an entry file name
@@ -131,9 +131,9 @@ func allDigits(s string) bool {
 // ReadEntries reads every boot entry systemd-boot would consider: the
 // *.conf files in /loader/entries not starting with "auto-".
 func ReadEntries(esp ESP) ([]Entry, error) {
-	names, err := esp.ReadDir(entriesDir)
+	names, err := esp.ReadDir(contract.EntriesDir)
 	if err != nil {
-		return nil, fmt.Errorf("ESP: reading /%s: %w", entriesDir, err)
+		return nil, fmt.Errorf("ESP: reading /%s: %w", contract.EntriesDir, err)
 	}
 	var entries []Entry
 	for _, name := range names {
@@ -141,14 +141,14 @@ func ReadEntries(esp ESP) ([]Entry, error) {
 		if !strings.HasSuffix(lower, ".conf") || strings.HasPrefix(lower, "auto-") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		r, err := esp.Open(entriesDir + "/" + name)
+		r, err := esp.Open(contract.EntriesDir + "/" + name)
 		if err != nil {
 			return nil, fmt.Errorf("ESP: %w", err)
 		}
 		b, err := io.ReadAll(io.LimitReader(r, maxManifest))
 		r.Close()
 		if err != nil {
-			return nil, fmt.Errorf("ESP: /%s/%s: %w", entriesDir, name, err)
+			return nil, fmt.Errorf("ESP: /%s/%s: %w", contract.EntriesDir, name, err)
 		}
 		e := Entry{File: name}
 		e.TriesLeft, e.TriesDone = parseCounter(name)
@@ -225,19 +225,10 @@ func compareEntries(a, b Entry) int {
 	return cmp.Compare(a.TriesDone, b.TriesDone)
 }
 
-// EntryConf renders the boot entry of a slot: the same lines the image
-// builder writes for slot a, plus the sort-key that lets systemd-boot
-// order entries by version.
-func EntryConf(name, version, kernelArgs string, slot bootparam.Slot) []byte {
-	dir := "/nodebake/" + slot.Name + "/"
-	return fmt.Appendf(nil, "title %s %s (slot %s)\nversion %s\nsort-key %s\nlinux %s%s\ninitrd %s%s\noptions %s %s\n",
-		name, version, slot.Name, version, sortKey, dir, KernelFile, dir, InitrdFile, kernelArgs, slot.Format())
-}
-
 // ActiveSlot reads the running slot from a kernel command line
 // (/proc/cmdline): the nodebake.slot= the boot entry passed.
 func ActiveSlot(cmdline string) (string, error) {
-	s, err := bootparam.Parse(cmdline)
+	s, err := contract.Parse(cmdline)
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +260,7 @@ func slotEntry(entries []Entry, slot string) (Entry, bool) {
 // renameEntry gives e a new boot counter.
 func renameEntry(esp ESP, e Entry, left, done int) (Entry, error) {
 	n := entryName{slot: e.Slot, left: left, done: done}
-	if err := esp.Rename(entriesDir+"/"+e.File, entriesDir+"/"+n.file()); err != nil {
+	if err := esp.Rename(contract.EntriesDir+"/"+e.File, contract.EntriesDir+"/"+n.file()); err != nil {
 		return Entry{}, fmt.Errorf("ESP: renaming %s: %w", e.File, err)
 	}
 	e.File, e.TriesLeft, e.TriesDone = n.file(), left, done
@@ -333,7 +324,7 @@ func bootsNext(esp ESP, slot string) error {
 	}
 	next, ok := NextBoot(entries)
 	if !ok || next.Slot != slot {
-		return fmt.Errorf("systemd-boot would boot %s next, not slot %s: remove foreign entries from /%s", next.File, slot, entriesDir)
+		return fmt.Errorf("systemd-boot would boot %s next, not slot %s: remove foreign entries from /%s", next.File, slot, contract.EntriesDir)
 	}
 	return nil
 }

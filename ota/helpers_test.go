@@ -20,7 +20,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/verity"
 )
@@ -83,7 +83,7 @@ func buildImage(t *testing.T, name, version string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot := bootparam.Slot{Name: "a", RootPartUUID: partUUID(name, "root-a"), DataPartUUID: partUUID(name, "data"), Verity: v}
+	slot := contract.Slot{Name: "a", RootPartUUID: partUUID(name, "root-a"), DataPartUUID: partUUID(name, "data"), Verity: v}
 	entry := builtEntry(name, version, slot)
 	esp := filepath.Join(dir, "esp.img")
 	if err := disk.ESP(esp, testESPSize, map[string][]byte{
@@ -97,10 +97,10 @@ func buildImage(t *testing.T, name, version string) string {
 	}
 	img := filepath.Join(dir, name+"-"+version+".img")
 	if err := disk.Write(img, partUUID(name, "disk"), []disk.Partition{
-		{Name: disk.ESPName, Type: gpt.EFISystemPartition, UUID: partUUID(name, "esp"), Size: testESPSize, Content: esp},
-		{Name: disk.RootAName, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-a"), Size: testSlotSize, Content: root},
-		{Name: disk.RootBName, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-b"), Size: testSlotSize},
-		{Name: disk.DataName, Type: gpt.LinuxFilesystem, UUID: partUUID(name, "data"), Size: testDataSize},
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: partUUID(name, "esp"), Size: testESPSize, Content: esp},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-a"), Size: testSlotSize, Content: root},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-b"), Size: testSlotSize},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: partUUID(name, "data"), Size: testDataSize},
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func buildImage(t *testing.T, name, version string) string {
 
 // builtEntry is slot a's boot entry as the image builder writes it today:
 // no sort-key.
-func builtEntry(name, version string, slot bootparam.Slot) []byte {
+func builtEntry(name, version string, slot contract.Slot) []byte {
 	return fmt.Appendf(nil, "title %s %s (slot a)\nversion %s\nlinux /nodebake/a/vmlinuz\ninitrd /nodebake/a/initrd.img\noptions %s %s\n",
 		name, version, version, testKernelArgs, slot.Format())
 }
@@ -187,7 +187,7 @@ func openFATESP(t *testing.T, image string) *fatESP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := part(t, info, disk.ESPName)
+	p := part(t, info, contract.ESP)
 	f, err := os.OpenFile(image, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // Format is the bundle format version this package writes and reads.
@@ -61,7 +61,7 @@ type Partitions struct {
 	Data  string `json:"data"`
 }
 
-// Verity holds the dm-verity parameters of root.img (bootparam.Verity with
+// Verity holds the dm-verity parameters of root.img (contract.Verity with
 // JSON names).
 type Verity struct {
 	RootHash   string `json:"root_hash"`
@@ -84,16 +84,16 @@ type Identity struct {
 }
 
 // Slot is the boot parameters of the root written into slot "a" or "b".
-func (m *Manifest) Slot(name string) bootparam.Slot {
+func (m *Manifest) Slot(name string) contract.Slot {
 	root := m.Partitions.RootA
 	if name == "b" {
 		root = m.Partitions.RootB
 	}
-	return bootparam.Slot{
+	return contract.Slot{
 		Name:         name,
 		RootPartUUID: root,
 		DataPartUUID: m.Partitions.Data,
-		Verity: bootparam.Verity{
+		Verity: contract.Verity{
 			RootHash:   m.Verity.RootHash,
 			Salt:       m.Verity.Salt,
 			DataBlocks: m.Verity.DataBlocks,
@@ -102,8 +102,8 @@ func (m *Manifest) Slot(name string) bootparam.Slot {
 	}
 }
 
-// file returns the manifest's record of a bundle file.
-func (m *Manifest) file(name string) File {
+// File returns the manifest's record of a bundle file.
+func (m *Manifest) File(name string) File {
 	switch name {
 	case KernelFile:
 		return m.Kernel
@@ -130,7 +130,7 @@ func (m *Manifest) validate() error {
 	}
 	// The boot entry's parameters must survive /init's own parser.
 	for _, s := range []string{"a", "b"} {
-		if _, err := bootparam.Parse(m.Slot(s).Format()); err != nil {
+		if _, err := contract.Parse(m.Slot(s).Format()); err != nil {
 			return fmt.Errorf("manifest: %w", err)
 		}
 	}
@@ -138,7 +138,7 @@ func (m *Manifest) validate() error {
 		return fmt.Errorf("manifest: kernel_args %q may not hold nodebake.* parameters or line breaks", clip(m.KernelArgs))
 	}
 	for _, name := range []string{KernelFile, InitrdFile, RootFile} {
-		f := m.file(name)
+		f := m.File(name)
 		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 || f.SHA256 != strings.ToLower(f.SHA256) {
 			return fmt.Errorf("manifest: %s sha256 %q: want 64 lower-case hex digits", name, f.SHA256)
 		}
@@ -175,6 +175,19 @@ func parseManifest(raw []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%s: %w", ManifestFile, err)
 	}
 	return m, nil
+}
+
+// Seal checks m and encodes it, then signs the encoding: it returns the
+// bytes of a bundle's manifest file and of its signature file.
+func Seal(m *Manifest, priv ed25519.PrivateKey) (raw, sig []byte, err error) {
+	if err := m.validate(); err != nil {
+		return nil, nil, err
+	}
+	if raw, err = json.MarshalIndent(m, "", "  "); err != nil {
+		return nil, nil, err
+	}
+	raw = append(raw, '\n')
+	return raw, sign(raw, priv), nil
 }
 
 // sign makes the detached signature file for manifest bytes.

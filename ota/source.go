@@ -3,19 +3,36 @@ package ota
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/nodebake/nodebake/atomicfile"
 )
 
 // Source is where a device looks for updates: an OCI registry (the bundle
-// pushed by Publish) or the URL of a directory written by PublishDir. Its
-// text form is what image.yaml's update.source holds and the image bakes
-// in: "oci://REGISTRY/REPOSITORY:TAG" or an http:// or https:// URL.
+// pushed by `nodebake publish oci://…`) or the URL of a folder written by
+// `nodebake publish DIR`. Its text form is what image.yaml's update.source
+// holds and the image bakes in: "oci://REGISTRY/REPOSITORY:TAG" or an
+// http:// or https:// URL.
 type Source struct {
-	ref string // OCI reference without "oci://"; "" for a URL
-	url string
+	text string
+	f    fetcher
+}
+
+// fetcher is one way of reaching a published bundle. It only moves bytes:
+// what they must be comes from the signed manifest, never from the server.
+type fetcher interface {
+	// signed fetches the manifest and signature files, each at most
+	// maxManifest bytes.
+	signed(ctx context.Context) (raw, sig []byte, err error)
+	// open starts downloading a bundle file that the manifest records as
+	// want. The caller reads exactly want.Size bytes and checks them.
+	open(ctx context.Context, file string, want File) (io.ReadCloser, error)
 }
 
 const ociScheme = "oci://"
@@ -26,10 +43,11 @@ func ParseSource(s string) (Source, error) {
 	if ref, ok := strings.CutPrefix(s, ociScheme); ok {
 		// Strict: the registry and the tag must be written out, so that a
 		// device never goes to Docker Hub or ":latest" by default.
-		if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
+		r, err := name.ParseReference(ref, name.StrictValidation)
+		if err != nil {
 			return Source{}, fmt.Errorf("update source %q: want oci://REGISTRY/REPOSITORY:TAG (e.g. oci://ghcr.io/me/minibolt:stable): %v", clip(s), err)
 		}
-		return Source{ref: ref}, nil
+		return Source{text: s, f: ociRegistry{r}}, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -38,40 +56,64 @@ func ParseSource(s string) (Source, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return Source{}, fmt.Errorf("update source %q: the URL of a bundle folder takes no ?query or #fragment", clip(s))
 	}
-	return Source{url: u.String()}, nil
+	return Source{text: u.String(), f: webFolder{u.String()}}, nil
 }
 
 // String is the text form.
-func (s Source) String() string {
-	if s.ref != "" {
-		return ociScheme + s.ref
-	}
-	return s.url
-}
+func (s Source) String() string { return s.text }
 
 // IsZero reports whether s is the zero Source (none configured).
-func (s Source) IsZero() bool { return s.ref == "" && s.url == "" }
+func (s Source) IsZero() bool { return s.f == nil }
 
 // FetchManifest downloads only the manifest and signature of the bundle
-// the source offers (PullManifest or FetchManifest), for VerifyManifest.
+// the source offers, for VerifyManifest: enough to decide whether the
+// update is worth downloading.
 func (s Source) FetchManifest(ctx context.Context) (*Bundle, error) {
-	switch {
-	case s.ref != "":
-		return PullManifest(ctx, s.ref)
-	case s.url != "":
-		return FetchManifest(ctx, s.url)
+	if s.f == nil {
+		return nil, fmt.Errorf("no update source")
 	}
-	return nil, fmt.Errorf("no update source")
+	raw, sig, err := s.f.signed(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	return manifestOnly(raw, sig), nil
 }
 
-// Download fetches the whole bundle into dir (Pull or Fetch); call Verify
-// next.
-func (s Source) Download(ctx context.Context, dir string, progress Progress) (*Bundle, error) {
-	switch {
-	case s.ref != "":
-		return Pull(ctx, s.ref, dir, progress)
-	case s.url != "":
-		return Fetch(ctx, s.url, dir, progress)
+// Download fetches the files of the bundle whose manifest is head into
+// dir and opens the result; call Verify next. head must be the manifest
+// that VerifyManifest accepted: the download goes by its signed sizes and
+// hashes alone and keeps its bytes, so a server that changes the bundle
+// between the two fetches, or sends more than was signed, is caught at
+// the first wrong byte and cannot fill the disk.
+func (s Source) Download(ctx context.Context, head *Bundle, dir string, progress Progress) (*Bundle, error) {
+	if s.f == nil {
+		return nil, fmt.Errorf("no update source")
 	}
-	return nil, fmt.Errorf("no update source")
+	if head.parseErr != nil {
+		return nil, fmt.Errorf("%s: %w", s, head.parseErr)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{KernelFile, InitrdFile, RootFile} {
+		want := head.Manifest.File(f)
+		body, err := s.f.open(ctx, f, want)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", s, f, err)
+		}
+		_, err = SaveFile(ctx, dir, f, body, want.Size, func(got File) error { return checkFile(f, got, want) }, progress)
+		body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", s, f, err)
+		}
+	}
+	// The manifest goes last: until the other files are complete, dir
+	// holds no manifest that describes them.
+	if err := atomicfile.Write(filepath.Join(dir, SignatureFile), head.sig, 0o644); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, ManifestFile), head.raw, 0o644); err != nil {
+		return nil, err
+	}
+	return Open(dir)
 }

@@ -69,8 +69,8 @@ func Verify(ctx context.Context, b *Bundle, p Policy, progress Progress) error {
 }
 
 func (b *Bundle) checkFile(ctx context.Context, name string, progress Progress) error {
-	want := b.Manifest.file(name)
-	r, size, err := b.openFile(name)
+	want := b.Manifest.File(name)
+	r, size, err := b.OpenFile(name)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/qemu"
@@ -45,7 +45,7 @@ func BenchmarkImage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		slot, err := bootparam.Parse(info.ESP.Entries[0].Options)
+		slot, err := contract.Parse(info.ESP.Entries[0].Options)
 		if err != nil {
 			b.Fatal(err)
 		}

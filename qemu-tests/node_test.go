@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/build"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/electrum"
 	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/rootfs"
@@ -134,7 +135,7 @@ func TestNode(t *testing.T) {
 		if osr := g.run(t, "cat /etc/os-release"); !strings.Contains(osr, rootfs.DemoNotice) {
 			t.Errorf("os-release does not say DEMO:\n%s", osr)
 		}
-		var m rootfs.Manifest
+		var m contract.Manifest
 		if err := json.Unmarshal([]byte(g.run(t, "cat /usr/share/nodebake/manifest.json")), &m); err != nil {
 			t.Fatal(err)
 		}

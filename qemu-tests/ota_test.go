@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/otatest"
@@ -483,8 +484,8 @@ func TestOTA(t *testing.T) {
 	if out := d.sh("sudo nodectl update status"); !strings.Contains(out, "failed     "+v3) {
 		t.Errorf("status:\n%s", out)
 	}
-	if got := d.sh("cat " + ota.FailedPath); got != v3 {
-		t.Errorf("%s: %q", ota.FailedPath, got)
+	if got := d.sh("cat " + contract.FailedVersionsPath); got != v3 {
+		t.Errorf("%s: %q", contract.FailedVersionsPath, got)
 	}
 	if out := d.fails("sudo nodectl update apply"); !strings.Contains(out, "version "+v3+" already failed to boot on this device") {
 		t.Errorf("apply of the failed version again:\n%s", out)

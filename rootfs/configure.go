@@ -2,16 +2,14 @@ package rootfs
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strings"
 
-	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/overlays"
-	"github.com/nodebake/nodebake/partid"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -30,40 +28,6 @@ var Units = []string{
 	"tmp.mount",
 }
 
-// ManifestPath is where an image records what it is made of.
-const ManifestPath = "usr/share/nodebake/manifest.json"
-
-// Manifest describes an image: its identity, the verified release binaries
-// and every Debian package in it.
-type Manifest struct {
-	Name      string     `json:"name"`
-	Version   string     `json:"version"`
-	Demo      string     `json:"demo,omitempty"`
-	Epoch     int64      `json:"source_date_epoch"`
-	Suite     string     `json:"debian_suite"`
-	Kernel    string     `json:"kernel"`
-	Artifacts []Artifact `json:"artifacts"`
-	Packages  []Package  `json:"packages"`
-	// Update is what the image accepts updates from; nil: none at all.
-	Update *Update `json:"update,omitempty"`
-}
-
-// Update is the spec's update section as the manifest records it.
-type Update struct {
-	PublicKey string `json:"public_key"`
-	Source    string `json:"source,omitempty"`
-}
-
-// Artifact is a verified release installed in the image.
-type Artifact struct {
-	Kind    string   `json:"kind"`
-	Version string   `json:"version"`
-	Tarball string   `json:"tarball"`
-	SHA256  string   `json:"sha256"`
-	Signers []string `json:"signers"`
-	Files   []string `json:"files"`
-}
-
 // DemoNotice is what a demo image (stand-in release binaries) says wherever
 // a person or a program looks: os-release, manifest, console, Fulcrum banner.
 const DemoNotice = "DEMO — stand-in binaries, not for real use"
@@ -73,7 +37,7 @@ const DemoNotice = "DEMO — stand-in binaries, not for real use"
 // add users, apply overlays (nodebake's, the services', then the spec's)
 // and enable units. It returns the manifest, which WriteManifest records
 // once the artifacts are in.
-func Configure(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
+func Configure(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 	trim(t)
 	if err := identity(t, s); err != nil {
 		return nil, err
@@ -215,7 +179,7 @@ func Kernel(t *tree.Tree) (string, error) {
 	return found[0], nil
 }
 
-func manifest(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
+func manifest(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 	status, err := t.ReadFile("var/lib/dpkg/status")
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
@@ -232,28 +196,19 @@ func manifest(t *tree.Tree, s *spec.Spec) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{Name: s.Name, Version: s.Version, Epoch: epoch.Unix(), Suite: s.Debian.Suite, Kernel: kver, Packages: pkgs}
+	m := &contract.Manifest{Name: s.Name, Version: s.Version, Epoch: epoch.Unix(), Suite: s.Debian.Suite, Kernel: kver, Packages: pkgs}
 	if s.Demo {
 		m.Demo = DemoNotice
 	}
 	if u := s.Update; u != nil {
-		m.Update = &Update{PublicKey: strings.TrimSpace(u.PublicKey), Source: strings.TrimSpace(u.Source)}
+		m.Update = &contract.Update{PublicKey: strings.TrimSpace(u.PublicKey), Source: strings.TrimSpace(u.Source)}
 	}
 	return m, nil
 }
 
-// JSON renders the manifest as stored in the image and beside it.
-func (m *Manifest) JSON() []byte {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		panic(err) // plain strings and numbers always marshal
-	}
-	return append(b, '\n')
-}
-
 // WriteManifest records m in the image.
-func WriteManifest(t *tree.Tree, m *Manifest) {
-	t.WriteFile(ManifestPath, m.JSON(), 0o644, tree.Root)
+func WriteManifest(t *tree.Tree, m *contract.Manifest) {
+	t.WriteFile(strings.TrimPrefix(contract.ManifestPath, "/"), m.JSON(), 0o644, tree.Root)
 }
 
 // updateUnits are enabled in every image: the ESP mounted on demand at
@@ -267,20 +222,20 @@ var updateUnits = []string{"efi.automount", "nodebake-health.service"}
 // Without a key nothing is baked in, and nodectl update refuses every
 // bundle.
 func updates(t *tree.Tree, s *spec.Spec) {
-	mnt := strings.TrimPrefix(ota.ESPMount, "/")
+	mnt := strings.TrimPrefix(contract.ESPMount, "/")
 	t.MkdirAll(mnt, 0o700, tree.Root)
-	t.WriteFile("etc/systemd/system/efi.mount", espMount(partid.UUID(s.Name, partid.ESP)), 0o644, tree.Root)
+	t.WriteFile("etc/systemd/system/efi.mount", espMount(contract.UUID(s.Name, contract.ESP)), 0o644, tree.Root)
 	if s.Update == nil {
 		return
 	}
 	// The spec has validated both; the files hold one line each.
-	t.WriteFile(strings.TrimPrefix(ota.KeyPath, "/"), []byte(strings.TrimSpace(s.Update.PublicKey)+"\n"), 0o644, tree.Root)
+	t.WriteFile(strings.TrimPrefix(contract.UpdateKeyPath, "/"), []byte(strings.TrimSpace(s.Update.PublicKey)+"\n"), 0o644, tree.Root)
 	if s.Update.Source != "" {
-		t.WriteFile(strings.TrimPrefix(ota.SourcePath, "/"), []byte(strings.TrimSpace(s.Update.Source)+"\n"), 0o644, tree.Root)
+		t.WriteFile(strings.TrimPrefix(contract.UpdateSourcePath, "/"), []byte(strings.TrimSpace(s.Update.Source)+"\n"), 0o644, tree.Root)
 	}
 }
 
-// espMount is the mount unit of the ESP at ota.ESPMount. It is written
+// espMount is the mount unit of the ESP at contract.ESPMount. It is written
 // here rather than kept in the base overlay because the PARTUUID depends on
 // the image name.
 func espMount(partUUID string) []byte {
@@ -299,5 +254,5 @@ Where=%s
 Type=vfat
 Options=umask=0077,nodev,nosuid,noexec
 DirectoryMode=0700
-`, partUUID, ota.ESPMount)
+`, partUUID, contract.ESPMount)
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 	"github.com/nodebake/nodebake/tree"
 )
@@ -90,7 +91,7 @@ func TestConfigure(t *testing.T) {
 		t.Fatalf("manifest = %+v", m)
 	}
 	WriteManifest(tr, m)
-	if !strings.Contains(read(t, tr, ManifestPath), `"name": "tor"`) {
+	if !strings.Contains(read(t, tr, strings.TrimPrefix(contract.ManifestPath, "/")), `"name": "tor"`) {
 		t.Error("manifest not in the image")
 	}
 	for _, gone := range []string{"etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub", "boot/initrd.img-6.1.0-50-amd64",

@@ -6,8 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/partid"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 )
 
@@ -24,7 +23,7 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	mount := read(t, tr, "etc/systemd/system/efi.mount")
-	for _, want := range []string{"What=/dev/disk/by-partuuid/" + partid.UUID("node", partid.ESP) + "\n", "Where=/efi\n", "Type=vfat\n", "umask=0077"} {
+	for _, want := range []string{"What=/dev/disk/by-partuuid/" + contract.UUID("node", contract.ESP) + "\n", "Where=/efi\n", "Type=vfat\n", "umask=0077"} {
 		if !strings.Contains(mount, want) {
 			t.Errorf("efi.mount lacks %q:\n%s", want, mount)
 		}
@@ -46,11 +45,11 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 			t.Errorf("nodebake-health.service lacks %q", want)
 		}
 	}
-	if got := read(t, tr, strings.TrimPrefix(ota.KeyPath, "/")); got != testUpdateKey+"\n" {
-		t.Errorf("%s: %q", ota.KeyPath, got)
+	if got := read(t, tr, strings.TrimPrefix(contract.UpdateKeyPath, "/")); got != testUpdateKey+"\n" {
+		t.Errorf("%s: %q", contract.UpdateKeyPath, got)
 	}
-	if got := read(t, tr, strings.TrimPrefix(ota.SourcePath, "/")); got != "oci://ghcr.io/me/node:stable\n" {
-		t.Errorf("%s: %q", ota.SourcePath, got)
+	if got := read(t, tr, strings.TrimPrefix(contract.UpdateSourcePath, "/")); got != "oci://ghcr.io/me/node:stable\n" {
+		t.Errorf("%s: %q", contract.UpdateSourcePath, got)
 	}
 	var back struct {
 		Update *Update `json:"update"`
@@ -65,7 +64,7 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 	if m, err = Configure(tr, testSpec(t)); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{ota.KeyPath, ota.SourcePath} {
+	for _, p := range []string{contract.UpdateKeyPath, contract.UpdateSourcePath} {
 		if _, ok := tr.Get(strings.TrimPrefix(p, "/")); ok {
 			t.Errorf("%s in an image without update:", p)
 		}

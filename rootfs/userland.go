@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 )
 
@@ -144,26 +145,19 @@ func (l *lineTail) Write(p []byte) (int, error) {
 
 func (l *lineTail) String() string { return strings.Join(l.lines, "\n") }
 
-// Package is one installed Debian package, as recorded in the manifest.
-type Package struct {
-	Name         string `json:"name"`
-	Version      string `json:"version"`
-	Architecture string `json:"architecture"`
-}
-
 // ParseStatus reads dpkg's status file and returns the installed packages,
 // sorted by name.
-func ParseStatus(status []byte) ([]Package, error) {
-	var out []Package
+func ParseStatus(status []byte) ([]contract.Package, error) {
+	var out []contract.Package
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var cur Package
+	var cur contract.Package
 	var installed bool
 	flush := func() {
 		if cur.Name != "" && installed {
 			out = append(out, cur)
 		}
-		cur, installed = Package{}, false
+		cur, installed = contract.Package{}, false
 	}
 	for sc.Scan() {
 		line := sc.Text()

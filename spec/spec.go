@@ -8,10 +8,12 @@ package spec
 import (
 	"fmt"
 
-	"github.com/nodebake/nodebake/artifact"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // APIVersion is the only spec version this build understands.
@@ -104,10 +106,10 @@ type Artifacts struct {
 // Each calls f for every configured artifact with its kind.
 func (a Artifacts) Each(f func(kind string, c *artifact.Config)) {
 	if a.BitcoinCore != nil {
-		f(artifact.BitcoinCore, a.BitcoinCore)
+		f(contract.BitcoinCore, a.BitcoinCore)
 	}
 	if a.Fulcrum != nil {
-		f(artifact.Fulcrum, a.Fulcrum)
+		f(contract.Fulcrum, a.Fulcrum)
 	}
 }
 

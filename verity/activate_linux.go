@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 )
 
 const (
@@ -36,7 +36,7 @@ const (
 // node keeps running and logging, and the error shows up in the journal of
 // whatever read the block. A restart would turn one bad block on a blessed
 // slot, which boot counting no longer guards, into an endless reboot loop.
-func Activate(name, device string, v bootparam.Verity) (string, error) {
+func Activate(name, device string, v contract.Verity) (string, error) {
 	if err := checkName(name); err != nil {
 		return "", err
 	}
@@ -116,7 +116,7 @@ func (t target) String() string {
 // verityTarget is the table line for a partition laid out by FormatFile on
 // dev: data and hash tree share the device, and hash_start counts hash
 // blocks up to the tree's root block, which follows the superblock.
-func verityTarget(dev string, v bootparam.Verity) (target, error) {
+func verityTarget(dev string, v contract.Verity) (target, error) {
 	if b, err := hex.DecodeString(v.RootHash); err != nil || len(b) != digestSize {
 		return target{}, fmt.Errorf("verity: root hash %q: want %d hex digits", v.RootHash, 2*digestSize)
 	}

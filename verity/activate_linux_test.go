@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // Offsets and sizes of struct dm_ioctl and struct dm_target_spec in the
@@ -39,7 +39,7 @@ const (
 	sizeTargetSpec = 40
 )
 
-var testVerity = bootparam.Verity{
+var testVerity = contract.Verity{
 	RootHash:   strings.Repeat("ab", 32),
 	Salt:       "0123456789abcdef",
 	DataBlocks: 100,
@@ -169,15 +169,15 @@ func TestSpecPadding(t *testing.T) {
 
 func TestVerityTargetErrors(t *testing.T) {
 	cases := map[string]struct {
-		edit func(*bootparam.Verity)
+		edit func(*contract.Verity)
 		want string
 	}{
-		"short root hash": {func(v *bootparam.Verity) { v.RootHash = "abcd" }, "root hash"},
-		"no salt":         {func(v *bootparam.Verity) { v.Salt = "" }, "salt"},
-		"odd salt":        {func(v *bootparam.Verity) { v.Salt = "abc" }, "salt"},
-		"no blocks":       {func(v *bootparam.Verity) { v.DataBlocks = 0 }, "data blocks"},
-		"unaligned":       {func(v *bootparam.Verity) { v.HashOffset++ }, "block-aligned"},
-		"inside data":     {func(v *bootparam.Verity) { v.HashOffset -= 4096 }, "after the data"},
+		"short root hash": {func(v *contract.Verity) { v.RootHash = "abcd" }, "root hash"},
+		"no salt":         {func(v *contract.Verity) { v.Salt = "" }, "salt"},
+		"odd salt":        {func(v *contract.Verity) { v.Salt = "abc" }, "salt"},
+		"no blocks":       {func(v *contract.Verity) { v.DataBlocks = 0 }, "data blocks"},
+		"unaligned":       {func(v *contract.Verity) { v.HashOffset++ }, "block-aligned"},
+		"inside data":     {func(v *contract.Verity) { v.HashOffset -= 4096 }, "after the data"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

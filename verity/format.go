@@ -28,7 +28,7 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 )
 
 const (
@@ -43,31 +43,31 @@ const (
 // the parameters /init needs. The whole file counts as data, so call it
 // once, on a file holding only the filesystem.
 // The output depends only on the file's bytes, salt and uuid.
-func FormatFile(path string, salt []byte, uuid [16]byte) (bootparam.Verity, error) {
+func FormatFile(path string, salt []byte, uuid [16]byte) (contract.Verity, error) {
 	if len(salt) == 0 || len(salt) > maxSalt {
-		return bootparam.Verity{}, fmt.Errorf("verity: salt is %d bytes: want 1 to %d (32 is usual)", len(salt), maxSalt)
+		return contract.Verity{}, fmt.Errorf("verity: salt is %d bytes: want 1 to %d (32 is usual)", len(salt), maxSalt)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return bootparam.Verity{}, fmt.Errorf("verity: %w", err)
+		return contract.Verity{}, fmt.Errorf("verity: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return bootparam.Verity{}, fmt.Errorf("verity: %w", err)
+		return contract.Verity{}, fmt.Errorf("verity: %w", err)
 	}
 	if st.Size() == 0 {
-		return bootparam.Verity{}, fmt.Errorf("verity: %s is empty: there is nothing to protect", path)
+		return contract.Verity{}, fmt.Errorf("verity: %s is empty: there is nothing to protect", path)
 	}
 	dataBlocks := (st.Size() + blockSize - 1) / blockSize
 	hashOffset := dataBlocks * blockSize
 	if err := f.Truncate(hashOffset); err != nil {
-		return bootparam.Verity{}, fmt.Errorf("verity: pad %s to %d bytes: %w", path, hashOffset, err)
+		return contract.Verity{}, fmt.Errorf("verity: pad %s to %d bytes: %w", path, hashOffset, err)
 	}
 
 	root, levels, err := hashTree(f, dataBlocks, salt)
 	if err != nil {
-		return bootparam.Verity{}, fmt.Errorf("verity: read %s: %w", path, err)
+		return contract.Verity{}, fmt.Errorf("verity: read %s: %w", path, err)
 	}
 	// The tree is stored top level first: the kernel walks it from the root
 	// block at hash_start downwards.
@@ -78,14 +78,14 @@ func FormatFile(path string, salt []byte, uuid [16]byte) (bootparam.Verity, erro
 	off := hashOffset
 	for _, b := range blocks {
 		if _, err := f.WriteAt(b, off); err != nil {
-			return bootparam.Verity{}, fmt.Errorf("verity: write hash tree to %s: %w", path, err)
+			return contract.Verity{}, fmt.Errorf("verity: write hash tree to %s: %w", path, err)
 		}
 		off += int64(len(b))
 	}
 	if err := f.Close(); err != nil {
-		return bootparam.Verity{}, fmt.Errorf("verity: write hash tree to %s: %w", path, err)
+		return contract.Verity{}, fmt.Errorf("verity: write hash tree to %s: %w", path, err)
 	}
-	return bootparam.Verity{
+	return contract.Verity{
 		RootHash:   hex.EncodeToString(root),
 		Salt:       hex.EncodeToString(salt),
 		DataBlocks: uint64(dataBlocks),

@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/verity"
 )
 
@@ -68,14 +68,14 @@ func boot() error {
 }
 
 // readSlot reads the slot this boot entry is for from the kernel command line.
-func readSlot() (bootparam.Slot, error) {
+func readSlot() (contract.Slot, error) {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return bootparam.Slot{}, err
+		return contract.Slot{}, err
 	}
-	slot, err := bootparam.Parse(string(cmdline))
+	slot, err := contract.Parse(string(cmdline))
 	if err != nil {
-		return bootparam.Slot{}, err
+		return contract.Slot{}, err
 	}
 	say("slot %s: root PARTUUID %s, data PARTUUID %s", slot.Name, slot.RootPartUUID, slot.DataPartUUID)
 	return slot, nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
 	"github.com/nodebake/nodebake/progress"
 )
 
@@ -62,12 +63,12 @@ func makeBundle(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer os.RemoveAll(tmp)
 		dir = filepath.Join(tmp, "bundle")
 	}
-	b, err := ota.Create(ctx, image, key, dir, show)
+	b, err := bundler.Create(ctx, image, key, dir, show)
 	if err != nil {
 		return err
 	}
 	if tarFile {
-		if err := ota.WriteTar(b, *out); err != nil {
+		if err := bundler.WriteTar(b, *out); err != nil {
 			return err
 		}
 	}
@@ -89,15 +90,11 @@ func checkImageKey(image string, signer ed25519.PublicKey, stderr io.Writer) err
 		return err
 	}
 	for _, p := range info.Partitions {
-		if p.Name != disk.RootAName || p.Manifest == nil {
+		if p.Name != contract.RootA || p.Manifest == nil {
 			continue
 		}
-		var m struct {
-			Update *struct {
-				PublicKey string `json:"public_key"`
-			} `json:"update"`
-		}
-		if err := json.Unmarshal(p.Manifest, &m); err != nil {
+		m, err := contract.ParseManifest(p.Manifest)
+		if err != nil {
 			return fmt.Errorf("%s: root-a's manifest: %w", image, err)
 		}
 		switch {

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/rootfs"
 )
 
 func cmdInspect(_ context.Context, args []string) error {
@@ -31,8 +30,8 @@ func cmdInspect(_ context.Context, args []string) error {
 		if p.Manifest == nil || !*packages {
 			continue
 		}
-		var m rootfs.Manifest
-		if err := json.Unmarshal(p.Manifest, &m); err != nil {
+		m, err := contract.ParseManifest(p.Manifest)
+		if err != nil {
 			return fmt.Errorf("inspect: %s: manifest: %w", p.Name, err)
 		}
 		fmt.Printf("\n%s packages (%s %s)\n", p.Name, m.Name, m.Version)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
 	"github.com/nodebake/nodebake/progress"
 )
 
@@ -43,7 +44,7 @@ func publish(ctx context.Context, args []string, stdout io.Writer) error {
 		// The registry client reports one total that grows as it finds
 		// the layers to send.
 		c := progress.New(stdout, "push", 0)
-		digest, err := ota.Publish(ctx, b, strings.TrimPrefix(dest, "oci://"), func(_ string, done, total int64) {
+		digest, err := bundler.Publish(ctx, b, strings.TrimPrefix(dest, "oci://"), func(_ string, done, total int64) {
 			c.SetTotal(total)
 			c.Set(done)
 		})
@@ -57,7 +58,7 @@ func publish(ctx context.Context, args []string, stdout io.Writer) error {
 	case strings.Contains(dest, "://"):
 		return fmt.Errorf("publish: %s: want oci://REGISTRY/REPOSITORY:TAG, or a folder that a web server serves (upload it yourself)", dest)
 	default:
-		if err := ota.PublishDir(ctx, b, dest, progress.Steps(stdout)); err != nil {
+		if err := bundler.PublishDir(ctx, b, dest, progress.Steps(stdout)); err != nil {
 			return err
 		}
 		if stdout != nil {

@@ -2,25 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/firstboot"
 	"github.com/nodebake/nodebake/health"
-)
-
-// The artifact kinds an image's manifest lists (artifact.BitcoinCore and
-// artifact.Fulcrum; that package is the builder's, not the device's).
-const (
-	kindBitcoinCore = "bitcoin-core"
-	kindFulcrum     = "fulcrum"
 )
 
 // assessCmd is the boot assessment nodebake-health.service runs before
@@ -31,7 +23,7 @@ func assessCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("nodectl assess", flag.ContinueOnError)
 	wait := fs.Duration("wait", 0, "keep checking the services until they answer or this much time has passed (e.g. 10m)")
 	report := fs.String("report", firstboot.ReportPath, "the first-boot agent's report")
-	manifest := fs.String("manifest", manifestPath, "the image's manifest (which services it has)")
+	manifest := fs.String("manifest", contract.ManifestPath, "the image's manifest (which services it has)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,22 +71,14 @@ func firstBootSucceeded(path string) error {
 
 // imageServices lists the service artifacts the image's manifest records.
 func imageServices(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
+	m, err := contract.ReadManifest(path)
 	if err != nil {
 		return nil, err
 	}
-	var m struct {
-		Artifacts []struct {
-			Kind string `json:"kind"`
-		} `json:"artifacts"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	var kinds []string
-	for _, a := range m.Artifacts {
-		if a.Kind == kindBitcoinCore || a.Kind == kindFulcrum {
-			kinds = append(kinds, a.Kind)
+	for _, k := range []string{contract.BitcoinCore, contract.Fulcrum} {
+		if m.Has(k) {
+			kinds = append(kinds, k)
 		}
 	}
 	return kinds, nil
@@ -128,7 +112,7 @@ func awaitServices(ctx context.Context, c health.Config, kinds []string, interva
 
 func up(r health.Report, kinds []string) bool {
 	for _, k := range kinds {
-		if (k == kindBitcoinCore && !r.Bitcoind.OK) || (k == kindFulcrum && !r.Fulcrum.OK) {
+		if (k == contract.BitcoinCore && !r.Bitcoind.OK) || (k == contract.Fulcrum && !r.Fulcrum.OK) {
 			return false
 		}
 	}
@@ -140,7 +124,7 @@ func describe(r health.Report, kinds []string) string {
 	var b strings.Builder
 	for _, k := range kinds {
 		name, st := "bitcoind", r.Bitcoind
-		if k == kindFulcrum {
+		if k == contract.Fulcrum {
 			name, st = "fulcrum", r.Fulcrum
 		}
 		if st.OK {

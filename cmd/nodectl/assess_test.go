@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/firstboot"
 	"github.com/nodebake/nodebake/health"
 )
@@ -56,7 +57,7 @@ func TestAssess(t *testing.T) {
 	// With bitcoind in the image, a bitcoind that does not answer fails
 	// the assessment, after the wait, naming what was tried.
 	start := time.Now()
-	code, out, errs := nodectl(t, "assess", "-report", good, "-manifest", writeManifest(t, kindBitcoinCore), "-wait", "1s")
+	code, out, errs := nodectl(t, "assess", "-report", good, "-manifest", writeManifest(t, contract.BitcoinCore), "-wait", "1s")
 	if code != 1 || !strings.Contains(errs, "did not all answer in time") || !strings.Contains(out, "bitcoind:   down: ") || strings.Contains(out, "fulcrum") {
 		t.Errorf("assess with bitcoind down: exit %d\n%s%s", code, out, errs)
 	}
@@ -81,10 +82,10 @@ func TestAwaitServices(t *testing.T) {
 	if err != nil || r.Bitcoind.OK {
 		t.Errorf("no services: %v (report %+v)", err, r)
 	}
-	if _, err := awaitServices(t.Context(), c, []string{kindFulcrum}, time.Millisecond); err == nil || !strings.Contains(err.Error(), "not all up") {
+	if _, err := awaitServices(t.Context(), c, []string{contract.Fulcrum}, time.Millisecond); err == nil || !strings.Contains(err.Error(), "not all up") {
 		t.Errorf("fulcrum down, one check: %v", err)
 	}
-	if got := describe(r, []string{kindFulcrum}); !strings.HasPrefix(got, "fulcrum:    down: electrum "+c.Electrum+": connection refused") {
+	if got := describe(r, []string{contract.Fulcrum}); !strings.HasPrefix(got, "fulcrum:    down: electrum "+c.Electrum+": connection refused") {
 		t.Errorf("describe: %q", got)
 	}
 }

@@ -2,24 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodebake/nodebake/atomicfile"
-	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/progress"
 )
@@ -55,154 +48,34 @@ func updateCmd(args []string, stdout io.Writer) error {
 	return fmt.Errorf("unknown command %q\n%s", args[0], updateUsage)
 }
 
-// device is the system nodectl update works on. Its paths are under root:
-// "/" on a device; tests lay out a folder the same way.
-type device struct{ root string }
-
-func (d device) path(p string) string { return filepath.Join(d.root, p) }
-
-func (d device) esp() ota.ESP { return ota.ESPDir(d.path(ota.ESPMount)) }
-
-// partition is the device node of the partition with a PARTUUID.
-func (d device) partition(uuid string) string { return d.path("/dev/disk/by-partuuid/" + uuid) }
-
-// manifestPath is the image's record of itself (rootfs.ManifestPath).
-const manifestPath = "/usr/share/nodebake/manifest.json"
-
-// system is what the running image and this device say about updating.
-type system struct {
-	dev     device
-	running ota.Identity
-	slot    bootparam.Slot    // the running slot, from the kernel command line
-	key     ed25519.PublicKey // nil: the image accepts no bundle
-	source  ota.Source        // zero: the image names none
-	failed  []string          // versions that failed to boot here
-	entries []ota.Entry       // the ESP's boot entries
-}
-
-// load reads the running system and records, before anything else looks
-// at the boot entries, the versions whose entries used up their tries.
-func load(d device) (*system, error) {
-	if d.root == "/" && os.Geteuid() != 0 {
+// load reads the device whose root is root (for tests; "/" on a device).
+func load(root string) (*ota.Device, error) {
+	if root == "/" && os.Geteuid() != 0 {
 		return nil, errors.New("must run as root (the ESP and the slots are root's): sudo nodectl update …")
 	}
-	s := &system{dev: d}
-	var err error
-	if s.running, err = readIdentity(d.path(manifestPath)); err != nil {
-		return nil, err
-	}
-	cmdline, err := os.ReadFile(d.path("/proc/cmdline"))
-	if err != nil {
-		return nil, err
-	}
-	if s.slot, err = bootparam.Parse(string(cmdline)); err != nil {
-		return nil, fmt.Errorf("the kernel command line: %w: was this system booted from a nodebake boot entry?", err)
-	}
-	if _, err := ota.ActiveSlot(string(cmdline)); err != nil {
-		return nil, err
-	}
-	if s.key, err = ota.LoadPublicKey(d.path(ota.KeyPath)); errors.Is(err, fs.ErrNotExist) {
-		s.key = nil
-	} else if err != nil {
-		return nil, err
-	}
-	if b, err := os.ReadFile(d.path(ota.SourcePath)); err == nil {
-		if s.source, err = ota.ParseSource(string(b)); err != nil {
-			return nil, fmt.Errorf("%s: %w", ota.SourcePath, err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	if s.failed, err = readFailed(d.path(ota.FailedPath)); err != nil {
-		return nil, err
-	}
-	// Looking into the mount point mounts the ESP (efi.automount).
-	if _, err := os.Stat(d.path(ota.ESPMount + "/loader/entries")); err != nil {
-		return nil, fmt.Errorf("no ESP with boot entries at %s (%v): see systemctl status efi.automount", ota.ESPMount, err)
-	}
-	if s.entries, err = ota.ReadEntries(d.esp()); err != nil {
-		return nil, err
-	}
-	return s, s.recordFailures()
+	return ota.LoadDevice(root)
 }
 
 // loadFlags parses the flags of a command that has only -root, and loads
-// the system there.
-func loadFlags(name string, args []string) (*system, error) {
+// the device there.
+func loadFlags(name string, args []string) (*ota.Device, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	root := fs.String("root", "/", "the device's root (for tests)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	return load(device{*root})
-}
-
-// readIdentity reads the name and version from the image's manifest.
-func readIdentity(path string) (ota.Identity, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ota.Identity{}, err
-	}
-	var id ota.Identity
-	if err := json.Unmarshal(b, &id); err != nil || id.Name == "" || id.Version == "" {
-		return ota.Identity{}, fmt.Errorf("%s: no image name and version: %v", path, err)
-	}
-	return id, nil
-}
-
-func readFailed(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(string(b)), nil
-}
-
-// recordFailures remembers the version of every other slot's entry that
-// used up its tries (systemd-boot fell back from it), so that it is not
-// installed again. The list is on /data: it outlives both slots.
-func (s *system) recordFailures() error {
-	added := false
-	for _, e := range s.entries {
-		if e.Slot != "" && e.Slot != s.slot.Name && e.State() == ota.Bad && e.Version != "" && !slices.Contains(s.failed, e.Version) {
-			s.failed = append(s.failed, e.Version)
-			added = true
-		}
-	}
-	if !added {
-		return nil
-	}
-	path := s.dev.path(ota.FailedPath)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Write(path, []byte(strings.Join(s.failed, "\n")+"\n"), 0o644)
-}
-
-// policy is what this device accepts.
-func (s *system) policy(allowDowngrade, retryFailed bool) (ota.Policy, error) {
-	if s.key == nil {
-		return ota.Policy{}, fmt.Errorf("updates are off: this image has no update key (%s; update.public_key in image.yaml), so it accepts no bundle; flash an image that names one", ota.KeyPath)
-	}
-	p := ota.Policy{Key: s.key, Running: s.running, AllowDowngrade: allowDowngrade}
-	if !retryFailed {
-		p.Failed = s.failed
-	}
-	return p, nil
+	return load(*root)
 }
 
 // sourceFor is the -source flag if given, else the image's own source.
-func (s *system) sourceFor(flagValue string) (ota.Source, error) {
+func sourceFor(s *ota.Device, flagValue string) (ota.Source, error) {
 	if flagValue != "" {
 		return ota.ParseSource(flagValue)
 	}
-	if s.source.IsZero() {
+	if s.Source.IsZero() {
 		return ota.Source{}, fmt.Errorf("this image names no update source (update.source in image.yaml): pass -source, or copy a bundle onto the device and give its path")
 	}
-	return s.source, nil
+	return s.Source, nil
 }
 
 // parseArgs parses flags that may come before or after the one optional
@@ -236,11 +109,11 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, err := load(device{*root})
+	s, err := load(*root)
 	if err != nil {
 		return err
 	}
-	p, err := s.policy(false, false)
+	p, err := s.Policy(false, false)
 	if err != nil {
 		return err
 	}
@@ -250,7 +123,7 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		b, err = ota.Open(file)
 	} else {
 		var src ota.Source
-		if src, err = s.sourceFor(*source); err != nil {
+		if src, err = sourceFor(s, *source); err != nil {
 			return err
 		}
 		from = src.String()
@@ -260,15 +133,15 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if err := ota.VerifyManifest(b, p); err != nil {
-		if s.offersNothingNewer(b, p) {
-			fmt.Fprintf(stdout, "no update: %s offers %s %s, this device runs %s\n", from, b.Manifest.Name, b.Manifest.Version, s.running.Version)
+		if offersNothingNewer(s, b, p) {
+			fmt.Fprintf(stdout, "no update: %s offers %s %s, this device runs %s\n", from, b.Manifest.Name, b.Manifest.Version, s.Running.Version)
 			return nil
 		}
 		return fmt.Errorf("%s: %w", from, err)
 	}
 	m := &b.Manifest
 	fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s, %s to download\ninstall it with: sudo nodectl update apply",
-		m.Name, m.Version, s.running.Version, from, progress.MB(m.Root.Size+m.Kernel.Size+m.Initrd.Size))
+		m.Name, m.Version, s.Running.Version, from, progress.MB(m.Root.Size+m.Kernel.Size+m.Initrd.Size))
 	if file != "" {
 		fmt.Fprintf(stdout, " %s", file)
 	} else if *source != "" {
@@ -280,9 +153,9 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 
 // offersNothingNewer reports whether a bundle that p refused is a good
 // bundle for this device that is simply not newer than what runs.
-func (s *system) offersNothingNewer(b *ota.Bundle, p ota.Policy) bool {
+func offersNothingNewer(s *ota.Device, b *ota.Bundle, p ota.Policy) bool {
 	p.AllowDowngrade, p.Failed = true, nil
-	return ota.VerifyManifest(b, p) == nil && ota.CompareVersions(b.Manifest.Version, s.running.Version) <= 0
+	return ota.VerifyManifest(b, p) == nil && ota.CompareVersions(b.Manifest.Version, s.Running.Version) <= 0
 }
 
 func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
@@ -299,11 +172,11 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	if file != "" && *source != "" {
 		return errors.New("give a bundle or -source, not both")
 	}
-	s, err := load(device{*root})
+	s, err := load(*root)
 	if err != nil {
 		return err
 	}
-	p, err := s.policy(*downgrade, *retry)
+	p, err := s.Policy(*downgrade, *retry)
 	if err != nil {
 		return err
 	}
@@ -315,7 +188,7 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	} else {
-		src, err := s.sourceFor(*source)
+		src, err := sourceFor(s, *source)
 		if err != nil {
 			return err
 		}
@@ -341,8 +214,8 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		fmt.Fprintf(stdout, "downloading %s %s (running %s) from %s: %s\n", m.Name, m.Version, s.running.Version, src, progress.MB(size))
-		if b, err = src.Download(ctx, dir, show); err != nil {
+		fmt.Fprintf(stdout, "downloading %s %s (running %s) from %s: %s\n", m.Name, m.Version, s.Running.Version, src, progress.MB(size))
+		if b, err = src.Download(ctx, head, dir, show); err != nil {
 			return err
 		}
 	}
@@ -352,21 +225,21 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	m := &b.Manifest
-	active, target := s.slot.Name, ota.Other(s.slot.Name)
+	active, target := s.Slot.Name, ota.Other(s.Slot.Name)
 	uuid := m.Slot(target).RootPartUUID
-	if uuid == s.slot.RootPartUUID {
+	if uuid == s.Slot.RootPartUUID {
 		return fmt.Errorf("the bundle puts slot %s on PARTUUID %s, the partition this system runs from: refusing", target, uuid)
 	}
-	dev := s.dev.partition(uuid)
+	dev := s.Partition(uuid)
 	if err := notInUse(dev); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "installing %s %s into slot %s (%s)\n", m.Name, m.Version, target, dev)
-	if err := ota.Apply(ctx, b, ota.Target{Active: active, Device: dev, ESP: s.dev.esp()}, show); err != nil {
+	if err := ota.Apply(ctx, b, ota.Target{Active: active, Device: dev, ESP: s.ESP()}, show); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "slot %s holds %s %s and boots next, on trial: unless it passes its boot assessment (nodebake-health) within 3 boots, slot %s (%s) boots again\nreboot to start it: sudo systemctl reboot\n",
-		target, m.Name, m.Version, active, s.running.Version)
+		target, m.Name, m.Version, active, s.Running.Version)
 	return nil
 }
 
@@ -401,34 +274,34 @@ func updateStatus(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "running    %s %s from slot %s\n", s.running.Name, s.running.Version, s.slot.Name)
-	for _, e := range ota.BootOrder(s.entries) {
+	fmt.Fprintf(stdout, "running    %s %s from slot %s\n", s.Running.Name, s.Running.Version, s.Slot.Name)
+	for _, e := range ota.BootOrder(s.Entries) {
 		what := "slot " + e.Slot
 		if e.Slot == "" {
 			what = "other"
 		}
 		fmt.Fprintf(stdout, "%-10s %-24s %-8s %s\n", what, e.File, e.State(), strings.TrimSpace(e.Title))
 	}
-	if next, ok := ota.NextBoot(s.entries); ok {
+	if next, ok := ota.NextBoot(s.Entries); ok {
 		fmt.Fprintf(stdout, "next boot  %s\n", next.File)
 	}
-	for _, e := range s.entries {
-		if e.Slot == s.slot.Name && e.State() == ota.Pending {
+	for _, e := range s.Entries {
+		if e.Slot == s.Slot.Name && e.State() == ota.Pending {
 			fmt.Fprintln(stdout, "this boot is on trial: nodebake-health.service decides whether it is kept (systemctl status nodebake-health)")
 		}
 	}
-	if s.key == nil {
+	if s.Key == nil {
 		fmt.Fprintln(stdout, "updates    off: the image has no update key")
 	} else {
-		fmt.Fprintf(stdout, "update key %s (id %s)\n", ota.FormatPublicKey(s.key), ota.KeyID(s.key))
+		fmt.Fprintf(stdout, "update key %s (id %s)\n", ota.FormatPublicKey(s.Key), ota.KeyID(s.Key))
 		src := "none (bundles are applied from files)"
-		if !s.source.IsZero() {
-			src = s.source.String()
+		if !s.Source.IsZero() {
+			src = s.Source.String()
 		}
 		fmt.Fprintf(stdout, "source     %s\n", src)
 	}
-	if len(s.failed) > 0 {
-		fmt.Fprintf(stdout, "failed     %s (failed to boot here; not installed again unless -retry-failed)\n", strings.Join(s.failed, ", "))
+	if len(s.Failed) > 0 {
+		fmt.Fprintf(stdout, "failed     %s (failed to boot here; not installed again unless -retry-failed)\n", strings.Join(s.Failed, ", "))
 	}
 	return nil
 }
@@ -438,12 +311,12 @@ func rollbackCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := ota.Rollback(s.dev.esp(), s.slot.Name); err != nil {
+	if err := ota.Rollback(s.ESP(), s.Slot.Name); err != nil {
 		return err
 	}
-	other := ota.Other(s.slot.Name)
+	other := ota.Other(s.Slot.Name)
 	version := "?"
-	if entries, err := ota.ReadEntries(s.dev.esp()); err == nil {
+	if entries, err := ota.ReadEntries(s.ESP()); err == nil {
 		for _, e := range entries {
 			if e.Slot == other {
 				version = e.Version
@@ -451,6 +324,6 @@ func rollbackCmd(args []string, stdout io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "slot %s (%s) boots next, with 3 tries; if it does not pass its boot assessment, slot %s (%s) boots again\nreboot to switch: sudo systemctl reboot\n",
-		other, version, s.slot.Name, s.running.Version)
+		other, version, s.Slot.Name, s.Running.Version)
 	return nil
 }

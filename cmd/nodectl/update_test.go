@@ -10,11 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
 	"github.com/nodebake/nodebake/ota/otatest"
-	"github.com/nodebake/nodebake/partid"
 )
 
 var devKey, devPriv = ota.GenerateKey()
@@ -34,7 +34,7 @@ func images(t *testing.T, versions ...string) map[string]string {
 func bundle(t *testing.T, img string, priv ed25519.PrivateKey) (*ota.Bundle, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	b, err := ota.Create(context.Background(), img, priv, dir, nil)
+	b, err := bundler.Create(context.Background(), img, priv, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +53,13 @@ func fakeDevice(t *testing.T, img string, key ed25519.PublicKey, source string) 
 		t.Fatal(err)
 	}
 	e := info.ESP.Entries[0]
-	slot, err := bootparam.Parse(e.Options)
+	slot, err := contract.Parse(e.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var id ota.Identity
 	for _, p := range info.Partitions {
-		if p.Name == disk.RootAName {
+		if p.Name == contract.RootA {
 			write(t, root, manifestPath, string(p.Manifest))
 			if id, err = readIdentity(filepath.Join(root, manifestPath)); err != nil {
 				t.Fatal(err)
@@ -67,16 +67,16 @@ func fakeDevice(t *testing.T, img string, key ed25519.PublicKey, source string) 
 		}
 	}
 	write(t, root, "/proc/cmdline", "BOOT_IMAGE=x "+e.Options+"\n")
-	write(t, root, ota.ESPMount+"/loader/entries/nodebake-a.conf", string(ota.EntryConf(id.Name, id.Version, otatest.KernelArgs, slot)))
+	write(t, root, contract.ESPMount+"/loader/entries/nodebake-a.conf", string(contract.EntryConf(id.Name, id.Version, otatest.KernelArgs, slot)))
 	if key != nil {
-		if err := ota.SavePublicKey(filepath.Join(root, ota.KeyPath), key); err != nil {
+		if err := ota.SavePublicKey(filepath.Join(root, contract.UpdateKeyPath), key); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if source != "" {
-		write(t, root, ota.SourcePath, source+"\n")
+		write(t, root, contract.UpdateSourcePath, source+"\n")
 	}
-	part := filepath.Join(root, "dev/disk/by-partuuid", partid.UUID("node", partid.RootB))
+	part := filepath.Join(root, "dev/disk/by-partuuid", contract.UUID("node", contract.RootB))
 	write(t, root, strings.TrimPrefix(part, root), "")
 	if err := os.Truncate(part, otatest.SlotSize); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func mustFail(t *testing.T, want string, args ...string) {
 
 func entryFiles(t *testing.T, root string) []string {
 	t.Helper()
-	names, err := ota.ESPDir(filepath.Join(root, ota.ESPMount)).ReadDir("loader/entries")
+	names, err := ota.ESPDir(filepath.Join(root, contract.ESPMount)).ReadDir("loader/entries")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestUpdateApplyFile(t *testing.T) {
 	root := fakeDevice(t, imgs["1.0.0"], devKey, "")
 	b, dir := bundle(t, imgs["2.0.0"], devPriv)
 	tarFile := filepath.Join(t.TempDir(), "node-2.0.0.tar")
-	if err := ota.WriteTar(b, tarFile); err != nil {
+	if err := bundler.WriteTar(b, tarFile); err != nil {
 		t.Fatal(err)
 	}
 
@@ -162,11 +162,11 @@ func TestUpdateApplyFile(t *testing.T) {
 	}
 	wantEntries(t, root, "nodebake-a.conf", "nodebake-b+3.conf")
 	for _, f := range []string{ota.KernelFile, ota.InitrdFile} {
-		if !sameBytes(t, filepath.Join(root, ota.ESPMount, "nodebake/b", f), filepath.Join(dir, f)) {
+		if !sameBytes(t, filepath.Join(root, contract.ESPMount, "nodebake/b", f), filepath.Join(dir, f)) {
 			t.Errorf("the ESP's nodebake/b/%s is not the bundle's", f)
 		}
 	}
-	slotB := readFile(t, filepath.Join(root, "dev/disk/by-partuuid", partid.UUID("node", partid.RootB)))
+	slotB := readFile(t, filepath.Join(root, "dev/disk/by-partuuid", contract.UUID("node", contract.RootB)))
 	if !bytes.HasPrefix(slotB, readFile(t, filepath.Join(dir, ota.RootFile))) {
 		t.Error("slot b does not hold the bundle's root.img")
 	}
@@ -180,7 +180,7 @@ func TestUpdateApplyFile(t *testing.T) {
 	}
 
 	// Slot b used up its tries; systemd-boot fell back to slot a.
-	esp := ota.ESPDir(filepath.Join(root, ota.ESPMount))
+	esp := ota.ESPDir(filepath.Join(root, contract.ESPMount))
 	if err := esp.Rename("loader/entries/nodebake-b+3.conf", "loader/entries/nodebake-b+0-3.conf"); err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +188,8 @@ func TestUpdateApplyFile(t *testing.T) {
 	if !strings.Contains(status, "failed     2.0.0") || !strings.Contains(status, "next boot  nodebake-a.conf") {
 		t.Errorf("status after a failed trial:\n%s", status)
 	}
-	if got := string(readFile(t, filepath.Join(root, ota.FailedPath))); got != "2.0.0\n" {
-		t.Errorf("%s holds %q", ota.FailedPath, got)
+	if got := string(readFile(t, filepath.Join(root, contract.FailedVersionsPath))); got != "2.0.0\n" {
+		t.Errorf("%s holds %q", contract.FailedVersionsPath, got)
 	}
 	mustFail(t, "version 2.0.0 already failed to boot on this device", "update", "apply", "-root", root, tarFile)
 	mustFail(t, "slot b failed to boot (entry nodebake-b+0-3.conf): refusing to roll back", "rollback", "-root", root)
@@ -221,10 +221,10 @@ func TestUpdateFromSource(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	b1, _ := bundle(t, imgs["1.0.0"], devPriv)
 	b2, _ := bundle(t, imgs["2.0.0"], devPriv)
-	if _, err := ota.Publish(ctx, b2, host+"/node/stable:latest", nil); err != nil {
+	if _, err := bundler.Publish(ctx, b2, host+"/node/stable:latest", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := ota.PublishDir(ctx, b1, filepath.Join(www, "bundles", "v1"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b1, filepath.Join(www, "bundles", "v1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	oci, web := "oci://"+host+"/node/stable:latest", srv.URL+"/bundles/v1/"

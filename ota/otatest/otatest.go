@@ -22,10 +22,8 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/partid"
 	"github.com/nodebake/nodebake/verity"
 )
 
@@ -88,23 +86,23 @@ func (im Image) Build(t testing.TB, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot := bootparam.Slot{Name: "a", RootPartUUID: partid.UUID(im.Name, partid.RootA), DataPartUUID: partid.UUID(im.Name, partid.Data), Verity: v}
+	slot := contract.Slot{Name: "a", RootPartUUID: contract.UUID(im.Name, contract.RootA), DataPartUUID: contract.UUID(im.Name, contract.Data), Verity: v}
 	esp := filepath.Join(work, "esp.img")
 	if err := disk.ESP(esp, ESPSize, map[string][]byte{
 		"EFI/BOOT/BOOTX64.EFI":           []byte("MZ stands in for systemd-boot"),
 		"loader/loader.conf":             []byte("timeout 0\n"),
-		"loader/entries/nodebake-a.conf": ota.EntryConf(im.Name, im.Version, KernelArgs, slot),
+		"loader/entries/nodebake-a.conf": contract.EntryConf(im.Name, im.Version, KernelArgs, slot),
 		"nodebake/a/vmlinuz":             Random(im.Version+"kernel", 100<<10),
 		"nodebake/a/initrd.img":          Random(im.Version+"initrd", 200<<10),
 	}, time.Unix(0, 0)); err != nil {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, im.Name+"-"+im.Version+".img")
-	if err := disk.Write(img, partid.UUID(im.Name, partid.Disk), []disk.Partition{
-		{Name: disk.ESPName, Type: gpt.EFISystemPartition, UUID: partid.UUID(im.Name, partid.ESP), Size: ESPSize, Content: esp},
-		{Name: disk.RootAName, Type: gpt.LinuxRootX86_64, UUID: partid.UUID(im.Name, partid.RootA), Size: SlotSize, Content: rootImg},
-		{Name: disk.RootBName, Type: gpt.LinuxRootX86_64, UUID: partid.UUID(im.Name, partid.RootB), Size: SlotSize},
-		{Name: disk.DataName, Type: gpt.LinuxFilesystem, UUID: partid.UUID(im.Name, partid.Data), Size: DataSize},
+	if err := disk.Write(img, contract.UUID(im.Name, contract.Disk), []disk.Partition{
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: contract.UUID(im.Name, contract.ESP), Size: ESPSize, Content: esp},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: contract.UUID(im.Name, contract.RootA), Size: SlotSize, Content: rootImg},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: contract.UUID(im.Name, contract.RootB), Size: SlotSize},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: contract.UUID(im.Name, contract.Data), Size: DataSize},
 	}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/contract"
 )
 
 // Built once for all tests: compiling the programs is most of the time.
@@ -255,7 +256,7 @@ func TestArtifactsBlockVerifies(t *testing.T) {
 		if err := dec.Decode(&spec); err != nil {
 			t.Fatalf("artifacts block does not parse: %v\n%s", err, block)
 		}
-		want := map[string]int{artifact.BitcoinCore: 3, artifact.Fulcrum: 1}
+		want := map[string]int{contract.BitcoinCore: 3, contract.Fulcrum: 1}
 		for kind, n := range want {
 			c, ok := spec.Artifacts[kind]
 			if !ok {

@@ -1,4 +1,4 @@
-package partid
+package contract
 
 import "testing"
 

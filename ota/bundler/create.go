@@ -1,11 +1,10 @@
-package ota
+package bundler
 
 import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,9 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/nodebake/nodebake/atomicfile"
-	"github.com/nodebake/nodebake/bootparam"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/verity"
 )
 
@@ -31,7 +31,7 @@ import (
 // name and version recorded in the root filesystem. The verity data is
 // rebuilt from the squashfs and must reproduce the entry's root hash, so a
 // damaged image cannot become a bundle.
-func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir string, progress Progress) (*Bundle, error) {
+func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir string, progress ota.Progress) (*ota.Bundle, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("%s already exists: choose a new directory for the bundle", dir)
 	}
@@ -60,8 +60,8 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 	}
 	for _, c := range []struct {
 		name, path string
-		dst        *File
-	}{{KernelFile, src.entry.Linux, &m.Kernel}, {InitrdFile, src.entry.Initrd[0], &m.Initrd}} {
+		dst        *ota.File
+	}{{ota.KernelFile, src.entry.Linux, &m.Kernel}, {ota.InitrdFile, src.entry.Initrd[0], &m.Initrd}} {
 		p := strings.TrimPrefix(c.path, "/")
 		st, err := esp.Stat(p)
 		if err != nil {
@@ -71,25 +71,21 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", image, c.path, err)
 		}
-		*c.dst, err = saveFile(ctx, stage, c.name, r, st.Size(), nil, progress)
+		*c.dst, err = ota.SaveFile(ctx, stage, c.name, r, st.Size(), nil, progress)
 		r.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", image, c.path, err)
 		}
 	}
 
-	raw, err := json.MarshalIndent(m, "", "  ")
+	raw, sig, err := ota.Seal(&m, key)
 	if err != nil {
-		return nil, err
-	}
-	raw = append(raw, '\n')
-	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", image, err)
 	}
-	if err := atomicfile.Write(filepath.Join(stage, SignatureFile), sign(raw, key), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(stage, ota.SignatureFile), sig, 0o644); err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(filepath.Join(stage, ManifestFile), raw, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(stage, ota.ManifestFile), raw, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(stage, 0o755); err != nil {
@@ -98,17 +94,17 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 	if err := os.Rename(stage, dir); err != nil {
 		return nil, err
 	}
-	return Open(dir)
+	return ota.Open(dir)
 }
 
 // imageSource is what Create reads from an image before copying anything.
 type imageSource struct {
 	path     string
-	manifest Manifest // without the file records
+	manifest ota.Manifest // without the file records
 	rootA    disk.PartitionInfo
 	esp      disk.PartitionInfo
 	entry    disk.Entry
-	slot     bootparam.Slot
+	slot     contract.Slot
 }
 
 func readImage(image string) (*imageSource, error) {
@@ -121,18 +117,18 @@ func readImage(image string) (*imageSource, error) {
 	for _, p := range info.Partitions {
 		parts[p.Name] = p
 	}
-	for _, name := range []string{disk.ESPName, disk.RootAName, disk.RootBName, disk.DataName} {
+	for _, name := range []string{contract.ESP, contract.RootA, contract.RootB, contract.Data} {
 		if _, ok := parts[name]; !ok {
 			return nil, fmt.Errorf("%s has no %s partition: not a nodebake image", image, name)
 		}
 	}
-	src.rootA, src.esp = parts[disk.RootAName], parts[disk.ESPName]
+	src.rootA, src.esp = parts[contract.RootA], parts[contract.ESP]
 	if info.ESP == nil {
 		return nil, fmt.Errorf("%s: the ESP could not be read", image)
 	}
 	var found []string
 	for _, e := range info.ESP.Entries {
-		if n, ok := parseEntryName(e.File); ok && n.slot == "a" {
+		if n, ok := ota.EntrySlot(e.File); ok && n == "a" {
 			src.entry = e
 			found = append(found, e.File)
 		}
@@ -143,36 +139,33 @@ func readImage(image string) (*imageSource, error) {
 	if len(src.entry.Initrd) != 1 || src.entry.Linux == "" {
 		return nil, fmt.Errorf("%s: %s: want one linux and one initrd line", image, src.entry.File)
 	}
-	if src.slot, err = bootparam.Parse(src.entry.Options); err != nil {
+	if src.slot, err = contract.Parse(src.entry.Options); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", image, src.entry.File, err)
 	}
-	if src.slot.Name != "a" || src.slot.RootPartUUID != parts[disk.RootAName].UUID || src.slot.DataPartUUID != parts[disk.DataName].UUID {
+	if src.slot.Name != "a" || src.slot.RootPartUUID != parts[contract.RootA].UUID || src.slot.DataPartUUID != parts[contract.Data].UUID {
 		return nil, fmt.Errorf("%s: %s names slot %s on PARTUUID %s, but root-a is %s: the entry does not belong to this disk",
-			image, src.entry.File, src.slot.Name, src.slot.RootPartUUID, parts[disk.RootAName].UUID)
+			image, src.entry.File, src.slot.Name, src.slot.RootPartUUID, parts[contract.RootA].UUID)
 	}
 
 	if src.rootA.Manifest == nil {
-		return nil, fmt.Errorf("%s: root-a has no %s: not a nodebake image", image, disk.ManifestPath)
+		return nil, fmt.Errorf("%s: root-a has no %s: not a nodebake image", image, contract.ManifestPath)
 	}
-	var id struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	}
-	if err := json.Unmarshal(src.rootA.Manifest, &id); err != nil || id.Name == "" || id.Version == "" {
-		return nil, fmt.Errorf("%s: root-a's %s lacks a name or version", image, disk.ManifestPath)
+	id, err := contract.ParseManifest(src.rootA.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: root-a's %s: %w", image, contract.ManifestPath, err)
 	}
 	if src.entry.Version != id.Version {
 		return nil, fmt.Errorf("%s: the boot entry says version %q but the root filesystem says %q", image, src.entry.Version, id.Version)
 	}
 	v := src.slot.Verity
-	src.manifest = Manifest{
-		Format:     Format,
+	src.manifest = ota.Manifest{
+		Format:     ota.Format,
 		Name:       id.Name,
 		Version:    id.Version,
 		Compatible: id.Name,
 		KernelArgs: kernelArgs(src.entry.Options),
-		Partitions: Partitions{RootA: parts[disk.RootAName].UUID, RootB: parts[disk.RootBName].UUID, Data: parts[disk.DataName].UUID},
-		Verity:     Verity{RootHash: v.RootHash, Salt: v.Salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset},
+		Partitions: ota.Partitions{RootA: parts[contract.RootA].UUID, RootB: parts[contract.RootB].UUID, Data: parts[contract.Data].UUID},
+		Verity:     ota.Verity{RootHash: v.RootHash, Salt: v.Salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset},
 	}
 	return src, nil
 }
@@ -192,7 +185,7 @@ func kernelArgs(options string) string {
 // into dir and rebuilds the verity data with the image's salt and verity
 // UUID. The result must carry the entry's root hash: then it is, byte for
 // byte, what the slot holds.
-func (src *imageSource) root(ctx context.Context, img *os.File, dir string, progress Progress) (root, fs, vdata File, err error) {
+func (src *imageSource) root(ctx context.Context, img *os.File, dir string, progress ota.Progress) (root, fs, vdata ota.File, err error) {
 	v := src.slot.Verity
 	if int64(v.HashOffset)+4096 > src.rootA.Size {
 		return root, fs, vdata, fmt.Errorf("%s: the boot entry puts the verity superblock at %d, past root-a's end (%d bytes)", src.path, v.HashOffset, src.rootA.Size)
@@ -211,16 +204,16 @@ func (src *imageSource) root(ctx context.Context, img *os.File, dir string, prog
 		return root, fs, vdata, err
 	}
 
-	if _, err := saveFile(ctx, dir, RootFile, io.NewSectionReader(img, src.rootA.Start, int64(v.HashOffset)), int64(v.HashOffset), nil, progress); err != nil {
+	if _, err := ota.SaveFile(ctx, dir, ota.RootFile, io.NewSectionReader(img, src.rootA.Start, int64(v.HashOffset)), int64(v.HashOffset), nil, progress); err != nil {
 		return root, fs, vdata, err
 	}
-	path := filepath.Join(dir, RootFile)
-	progress.report("verity", 0, 1)
+	path := filepath.Join(dir, ota.RootFile)
+	progress.Report("verity", 0, 1)
 	got, err := verity.FormatFile(path, salt, uuid)
 	if err != nil {
 		return root, fs, vdata, err
 	}
-	progress.report("verity", 1, 1)
+	progress.Report("verity", 1, 1)
 	if got != v {
 		return root, fs, vdata, fmt.Errorf("%s: root-a's squashfs gives verity root hash %s, the boot entry says %s: the image is damaged",
 			src.path, got.RootHash, v.RootHash)
@@ -234,10 +227,5 @@ func (src *imageSource) root(ctx context.Context, img *os.File, dir string, prog
 	if err != nil {
 		return root, fs, vdata, err
 	}
-	h := newRootHash(int64(v.HashOffset))
-	if err := copyN(ctx, h, f, st.Size(), "hash "+RootFile, progress); err != nil {
-		return root, fs, vdata, err
-	}
-	root, fs, vdata = h.files()
-	return root, fs, vdata, nil
+	return ota.HashRoot(ctx, f, st.Size(), int64(v.HashOffset), progress)
 }

@@ -1,8 +1,7 @@
-// Package bootparam is the contract between the image builder, which writes
-// a slot's kernel command line into its boot entry, and the initramfs /init,
-// which reads it back from /proc/cmdline. Keeping both directions in one
-// place means the two can never drift apart.
-package bootparam
+// The kernel command line: the builder writes a slot's parameters into its
+// boot entry, and the initramfs /init reads them back from /proc/cmdline.
+
+package contract
 
 import (
 	"encoding/hex"

@@ -1,4 +1,4 @@
-package bootparam
+package contract
 
 import (
 	"strings"

@@ -1,0 +1,86 @@
+package ota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// webFolder is a folder written by `nodebake publish DIR` on any web
+// server.
+type webFolder struct{ base string }
+
+// webClient gives up on a server that stops answering, but never limits
+// how long a large file may take to arrive. It follows no redirect from
+// https to http.
+var webClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+	},
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+		}
+		return nil
+	},
+}
+
+func (w webFolder) signed(ctx context.Context) (raw, sig []byte, err error) {
+	for f, dst := range map[string]*[]byte{ManifestFile: &raw, SignatureFile: &sig} {
+		body, u, err := w.get(ctx, f, -1)
+		if err != nil {
+			return nil, nil, err
+		}
+		*dst, err = io.ReadAll(io.LimitReader(body, maxManifest+1))
+		body.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", u, err)
+		}
+		if len(*dst) > maxManifest {
+			return nil, nil, fmt.Errorf("%s: larger than %d bytes: not a bundle's %s", u, maxManifest, f)
+		}
+	}
+	return raw, sig, nil
+}
+
+func (w webFolder) open(ctx context.Context, file string, want File) (io.ReadCloser, error) {
+	body, _, err := w.get(ctx, file, want.Size)
+	return body, err
+}
+
+// get requests base/name and returns the body. A known size must match
+// the response's length when the server gives one.
+func (w webFolder) get(ctx context.Context, name string, size int64) (io.ReadCloser, string, error) {
+	u, err := url.JoinPath(w.base, name)
+	if err != nil {
+		return nil, "", fmt.Errorf("bundle URL %q: %w", w.base, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, u, err
+	}
+	resp, err := webClient.Do(req)
+	if err != nil {
+		return nil, u, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, u, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	if size >= 0 && resp.ContentLength >= 0 && resp.ContentLength != size {
+		resp.Body.Close()
+		return nil, u, fmt.Errorf("GET %s: the server sends %d bytes, the signed manifest says %d: the published bundle is incomplete or mixed with another", u, resp.ContentLength, size)
+	}
+	return resp.Body, u, nil
+}
