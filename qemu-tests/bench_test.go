@@ -15,8 +15,8 @@ import (
 
 	"github.com/nodebake/nodebake/bootparam"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 
 // BenchmarkImage prints the figures the README quotes: cold build (empty

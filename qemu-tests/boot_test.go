@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 
 // bootTimeout covers a first boot under software emulation: ~25 s to

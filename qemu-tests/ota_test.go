@@ -17,10 +17,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/nodebake/nodebake/guest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/otatest"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
 
