@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/spec"
 )
 
@@ -156,7 +157,7 @@ type Package struct {
 func ParseStatus(status []byte) ([]Package, error) {
 	var out []Package
 	sc := bufio.NewScanner(bytes.NewReader(status))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, bytesize.MiB), bytesize.MiB)
 	var cur Package
 	var installed bool
 	flush := func() {
