@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/build"
-	"github.com/nodebake/nodebake/electrum"
+	"github.com/nodebake/nodebake/internal/electrumtest"
 	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/rootfs"
 )
@@ -111,7 +111,7 @@ func TestNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), electrum.Pinned(cert))
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), electrumtest.Pinned(cert))
 		if !c.PeerCertificate().Equal(cert) {
 			t.Fatal("port 50002 presents another certificate than /data/fulcrum/cert.pem")
 		}
@@ -164,11 +164,11 @@ func TestNode(t *testing.T) {
 
 // dialElectrum retries until Fulcrum's listener is up (it opens once bitcoind
 // answered) or ctx ends.
-func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.Config) *electrum.Client {
+func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.Config) *electrumtest.Client {
 	t.Helper()
 	var last error
 	for ctx.Err() == nil {
-		c, err := electrum.Dial(ctx, addr, tlsConf)
+		c, err := electrumtest.Dial(ctx, addr, tlsConf)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 			return c
