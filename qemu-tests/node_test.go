@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/internal/electrumtest"
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/rootfs"
 )
@@ -31,7 +32,7 @@ func TestNode(t *testing.T) {
 	ports := map[int]int{}
 	var fwd []qemu.Forward
 	for _, guest := range []int{50001, 50002, 8332} {
-		p, err := qemu.FreePort()
+		p, err := testvm.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +200,7 @@ func TestFulcrum1x(t *testing.T) {
 	if out, err := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", img, "--src", "..").CombinedOutput(); err != nil {
 		t.Fatalf("build with Fulcrum 1.11.1: %v\n%s", err, out)
 	}
-	port, err := qemu.FreePort()
+	port, err := testvm.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
