@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nodebake/nodebake/digest"
 )
 
 // store is the download cache: files named by their sha256 under blobs/,
@@ -50,7 +52,7 @@ func (s store) lookup(key string) (path, sum string, ok bool, err error) {
 		return "", "", false, nil
 	}
 	path = filepath.Join(s.blobs, want)
-	got, err := hashFile(path)
+	got, err := digest.File(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", "", false, nil
 	}
@@ -122,17 +124,4 @@ func (s store) forget(key string) { os.Remove(s.indexPath(key)) }
 func (s store) indexPath(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return filepath.Join(s.index, hex.EncodeToString(h[:]))
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

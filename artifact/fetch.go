@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodebake/nodebake/digest"
 	"github.com/nodebake/nodebake/progress"
 )
 
@@ -192,7 +193,7 @@ func (f *fetcher) small(officialURL, name, scope string) (located, []byte, error
 func (f *fetcher) get(officialURL, name, scope string, max int64) (located, error) {
 	if f.mirrorDir != "" {
 		p := filepath.Join(f.mirrorDir, name)
-		sum, err := hashFile(p)
+		sum, err := digest.File(p)
 		if err != nil {
 			return located{}, fmt.Errorf("%s: not in the mirror folder %s (%v): download %s into it", name, f.mirrorDir, err, officialURL)
 		}

@@ -11,8 +11,6 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/digest"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/rootfs"
 	"github.com/nodebake/nodebake/spec"
@@ -171,7 +170,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 
 	res = &Result{Image: o.Output, Manifest: m, Root: slot}
 	if err := log.stage("checksum", "sha256, manifest", func() error {
-		sum, err := sha256File(img)
+		sum, err := digest.File(img)
 		if err != nil {
 			return err
 		}
@@ -210,19 +209,6 @@ func fileSize(p string) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func elapsed(start time.Time) string {

@@ -12,15 +12,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"unicode/utf16"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 )
 
 // MiB is the alignment unit of every partition and of the disk itself.
-const MiB = 1 << 20
+const MiB = bytesize.MiB
 
 const sectorSize = 512
 
@@ -157,20 +159,22 @@ func validate(parts []Partition) ([]int64, error) {
 func tooLarge(name string, content, size int64) error {
 	switch name {
 	case contract.ESP:
-		return fmt.Errorf("%s: image is %s but the partition holds %s: raise disk.esp_size in image.yaml", name, mib(content), mib(size))
+		return fmt.Errorf("%s: image is %s but the partition holds %s: raise disk.esp_size in image.yaml", name, exact(content), exact(size))
 	case contract.RootA, contract.RootB:
-		return fmt.Errorf("%s: image is %s but the slot holds %s: raise disk.slot_size in image.yaml", name, mib(content), mib(size))
+		return fmt.Errorf("%s: image is %s but the slot holds %s: raise disk.slot_size in image.yaml", name, exact(content), exact(size))
 	}
-	return fmt.Errorf("%s: content is %s but the partition holds %s", name, mib(content), mib(size))
+	return fmt.Errorf("%s: content is %s but the partition holds %s", name, exact(content), exact(size))
 }
 
-// mib renders a size for messages; sizes that are not whole MiB keep their
-// byte count so that "768 MiB" never appears on both sides of a comparison.
-func mib(n int64) string {
-	if n%MiB == 0 {
-		return fmt.Sprintf("%d MiB", n/MiB)
+// exact renders a size for messages that compare sizes: a figure that
+// bytesize.Format rounded comes with its byte count, so that "768 MiB" never
+// appears on both sides of a failed comparison.
+func exact(n int64) string {
+	s := bytesize.Format(n)
+	if strings.Contains(s, ".") {
+		return fmt.Sprintf("%s (%d bytes)", s, n)
 	}
-	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(n)/MiB, n)
+	return s
 }
 
 // copyChunk bounds the bytes between progress reports.

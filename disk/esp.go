@@ -50,14 +50,14 @@ func ESP(out string, size int64, files map[string][]byte, mtime time.Time) error
 	}
 	if l.clusters < minFAT32Clusters {
 		return fmt.Errorf("ESP: %s gives %d FAT32 clusters but UEFI firmware needs at least %d: raise disk.esp_size in image.yaml to at least 33 MiB",
-			mib(size), l.clusters, minFAT32Clusters)
+			exact(size), l.clusters, minFAT32Clusters)
 	}
 	var need int64
 	for _, b := range files {
 		need += roundUp(int64(len(b)), l.clusterBytes)
 	}
 	if capacity := l.clusters * l.clusterBytes; need > capacity {
-		return fmt.Errorf("ESP: files need %s but the %s ESP holds %s: raise disk.esp_size in image.yaml", mib(need), mib(size), mib(capacity))
+		return fmt.Errorf("ESP: files need %s but the %s ESP holds %s: raise disk.esp_size in image.yaml", exact(need), exact(size), exact(capacity))
 	}
 
 	for _, name := range names {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 )
 
@@ -27,7 +28,7 @@ func (info *Info) Print(w io.Writer) error {
 	if !info.ProtectiveMBR {
 		mbr = "missing (Linux ignores the GPT)"
 	}
-	fmt.Fprintf(tw, "size\t%s\n", mib(info.Size))
+	fmt.Fprintf(tw, "size\t%s\n", bytesize.Format(info.Size))
 	fmt.Fprintf(tw, "disk GUID\t%s\n", info.DiskGUID)
 	fmt.Fprintf(tw, "MBR\t%s\n\n", mbr)
 
@@ -37,13 +38,13 @@ func (info *Info) Print(w io.Writer) error {
 		if !ok {
 			typ = strings.ToLower(string(p.Type))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, typ, mib(p.Start), mib(p.Size), p.UUID, p.Content)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, typ, bytesize.Format(p.Start), bytesize.Format(p.Size), p.UUID, p.Content)
 	}
 
 	if esp := info.ESP; esp != nil {
 		fmt.Fprintf(tw, "\nESP files (volume label %q)\n", esp.Label)
 		for _, f := range esp.Files {
-			fmt.Fprintf(tw, "  %s\t%s\n", f.Path, human(f.Size))
+			fmt.Fprintf(tw, "  %s\t%s\n", f.Path, bytesize.Format(f.Size))
 		}
 		if esp.LoaderConf != nil {
 			fmt.Fprintln(tw, "\n/loader/loader.conf")
@@ -110,15 +111,4 @@ func printManifest(w io.Writer, m []byte) {
 			fmt.Fprintf(w, "  %s\t%v\n", k, v)
 		}
 	}
-}
-
-// human renders a file size with a binary unit.
-func human(n int64) string {
-	switch {
-	case n >= MiB:
-		return fmt.Sprintf("%.1f MiB", float64(n)/MiB)
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

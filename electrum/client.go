@@ -21,12 +21,14 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // maxLine bounds one message from the server. Fulcrum's own default limit
 // for a client's buffer is about 1 MB; 16 MiB leaves room for large history
 // replies without letting a broken peer exhaust memory.
-const maxLine = 16 << 20
+const maxLine = 16 * bytesize.MiB
 
 // Client is one connection to an Electrum server. Its methods may be called
 // from several goroutines; requests are sent one after another.
@@ -78,7 +80,7 @@ func Dial(ctx context.Context, addr string, tlsConfig *tls.Config) (*Client, err
 		return nil, fmt.Errorf("electrum %s: %w", addr, err)
 	}
 	lines := bufio.NewScanner(conn)
-	lines.Buffer(make([]byte, 0, 64<<10), maxLine)
+	lines.Buffer(make([]byte, 0, 64*bytesize.KiB), maxLine)
 	return &Client{addr: addr, conn: conn, lines: lines}, nil
 }
 

@@ -1,4 +1,4 @@
-package electrum
+package electrum_test
 
 import (
 	"context"
@@ -8,13 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodebake/nodebake/electrum"
+	"github.com/nodebake/nodebake/internal/electrumtest"
 )
 
-func dialTest(t *testing.T, addr string, cfg *tls.Config) *Client {
+func dialTest(t *testing.T, addr string, cfg *tls.Config) *electrumtest.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, addr, cfg)
+	c, err := electrumtest.Dial(ctx, addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +73,7 @@ func TestUnsupportedVersionIsServerError(t *testing.T) {
 	c := dialTest(t, serveElectrum(t, listenTCP(t)), nil)
 	ctx := testCtx(t)
 	_, _, err := c.ServerVersion(ctx, "nodebake-test", "1.0")
-	var e *Error
+	var e *electrum.Error
 	if !errors.As(err, &e) || e.Code != 1 || e.Message != "unsupported protocol version" || e.Method != "server.version" {
 		t.Fatalf("err = %#v, want *Error code 1 from server.version", err)
 	}
@@ -113,15 +116,16 @@ func TestHeadersSkipsInterleavedNotification(t *testing.T) {
 }
 
 func TestServerErrorIsGoError(t *testing.T) {
-	c := dialTest(t, serveElectrum(t, listenTCP(t)), nil)
+	addr := serveElectrum(t, listenTCP(t))
+	c := dialTest(t, addr, nil)
 	ctx := testCtx(t)
 
 	err := c.Call(ctx, "blockchain.transaction.get", []any{"not-a-txid"}, nil)
-	var e *Error
+	var e *electrum.Error
 	if !errors.As(err, &e) || e.Code != 1 || e.Message != "Invalid tx hash" {
 		t.Fatalf("err = %#v", err)
 	}
-	if want := "electrum " + c.addr + ": blockchain.transaction.get: server error 1: Invalid tx hash"; err.Error() != want {
+	if want := "electrum " + addr + ": blockchain.transaction.get: server error 1: Invalid tx hash"; err.Error() != want {
 		t.Errorf("message %q, want %q", err, want)
 	}
 	err = c.Call(ctx, "no.such.method", nil, nil)
@@ -156,7 +160,7 @@ func TestTLSPinnedCertificate(t *testing.T) {
 	}
 	addr := serveElectrum(t, ln)
 
-	c := dialTest(t, addr, Pinned(cert.Leaf))
+	c := dialTest(t, addr, electrumtest.Pinned(cert.Leaf))
 	server, _, err := c.ServerVersion(testCtx(t), "nodebake-test", "1.4")
 	if err != nil || server != testServerSoftware {
 		t.Fatalf("handshake over TLS: %q, %v", server, err)
@@ -166,12 +170,12 @@ func TestTLSPinnedCertificate(t *testing.T) {
 	}
 
 	other := selfSigned(t)
-	_, err = Dial(testCtx(t), addr, Pinned(other.Leaf))
+	_, err = electrum.Dial(testCtx(t), addr, electrumtest.Pinned(other.Leaf))
 	if err == nil || !strings.Contains(err.Error(), "is not the pinned one") {
 		t.Errorf("dial with another pinned certificate: %v", err)
 	}
 	// Without pinning, a self-signed device certificate does not verify.
-	_, err = Dial(testCtx(t), addr, &tls.Config{})
+	_, err = electrum.Dial(testCtx(t), addr, &tls.Config{})
 	if err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("dial with system roots: %v", err)
 	}

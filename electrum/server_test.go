@@ -1,4 +1,4 @@
-package electrum
+package electrum_test
 
 import (
 	"bufio"

@@ -3,6 +3,8 @@ package firstboot
 import (
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // lines returns the non-comment lines of a config, trimmed.
@@ -26,7 +28,7 @@ func hasLine(conf []byte, line string) bool {
 }
 
 func TestBitcoinConfig(t *testing.T) {
-	s := Size(Hardware{MemTotal: 4 * GiB, CPUs: 2}, 2)
+	s := Size(Hardware{MemTotal: 4 * bytesize.GiB, CPUs: 2}, 2)
 	conf := BitcoinConfig(s, false, nil)
 	for _, want := range []string{
 		"server=1", "txindex=1", "disablewallet=1", "datadir=/data/bitcoin", "rpccookieperms=group",
@@ -47,7 +49,7 @@ func TestBitcoinConfig(t *testing.T) {
 // replaces the image's: bitcoind would otherwise take the image's value,
 // the first it reads.
 func TestBitcoinConfigOverride(t *testing.T) {
-	s := Size(Hardware{MemTotal: 8 * GiB, CPUs: 4}, 2)
+	s := Size(Hardware{MemTotal: 8 * bytesize.GiB, CPUs: 4}, 2)
 	override := []byte(`# my node
 dbcache = 1000
 nolisten=1
@@ -81,7 +83,7 @@ rpcallowip=192.168.1.0/24
 }
 
 func TestFulcrumConfig(t *testing.T) {
-	s := Size(Hardware{MemTotal: 4 * GiB, CPUs: 2}, 2)
+	s := Size(Hardware{MemTotal: 4 * bytesize.GiB, CPUs: 2}, 2)
 	conf, dropped := FulcrumConfig(s, nil)
 	if len(dropped) > 0 {
 		t.Errorf("dropped %q from an empty override", dropped)
@@ -101,7 +103,7 @@ func TestFulcrumConfig(t *testing.T) {
 		t.Errorf("Fulcrum 2.x got a utxo option:\n%s", conf)
 	}
 	// A large machine keeps Fulcrum's defaults for what it does not size.
-	big, _ := FulcrumConfig(Size(Hardware{MemTotal: 32 * GiB, CPUs: 8}, 2), nil)
+	big, _ := FulcrumConfig(Size(Hardware{MemTotal: 32 * bytesize.GiB, CPUs: 8}, 2), nil)
 	for _, l := range activeLines(big) {
 		for _, k := range []string{"db_max_open_files", "bitcoind_timeout", "bitcoind_clients", "worker_threads"} {
 			if strings.HasPrefix(l, k+" ") {
@@ -114,7 +116,7 @@ func TestFulcrumConfig(t *testing.T) {
 func TestFulcrumConfigOverride(t *testing.T) {
 	override := []byte("DB_MEM = 512\ntcp = 0.0.0.0:50011\nutxo_cache = 2000\nts-format = utc\n")
 
-	s2 := Size(Hardware{MemTotal: 8 * GiB, CPUs: 4}, 2)
+	s2 := Size(Hardware{MemTotal: 8 * bytesize.GiB, CPUs: 4}, 2)
 	conf, dropped := FulcrumConfig(s2, override)
 	if len(dropped) != 1 || dropped[0] != "utxo_cache = 2000" {
 		t.Errorf("Fulcrum 2.x: dropped %q, want the utxo_cache line", dropped)
@@ -142,7 +144,7 @@ func TestFulcrumConfigOverride(t *testing.T) {
 		t.Errorf("the override's other lines and the image's ssl must stay:\n%s", conf)
 	}
 
-	s1 := Size(Hardware{MemTotal: 8 * GiB, CPUs: 4}, 1)
+	s1 := Size(Hardware{MemTotal: 8 * bytesize.GiB, CPUs: 4}, 1)
 	conf, dropped = FulcrumConfig(s1, override)
 	if len(dropped) != 0 || !hasLine(conf, "utxo_cache = 2000") || !hasLine(conf, "#utxo_cache = 4200   (set in "+FulcrumOverride+")") {
 		t.Errorf("Fulcrum 1.x: the override's utxo_cache must replace the sized one (dropped %q):\n%s", dropped, conf)

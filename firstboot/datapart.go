@@ -16,13 +16,15 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // fsSlack is how much smaller than its partition a filesystem may be
 // before it is grown: resize2fs may leave a tail too small for a block
 // group, and a filesystem that cannot use it must not be resized on every
 // boot for nothing.
-const fsSlack = 16 * MiB
+const fsSlack = 16 * bytesize.MiB
 
 // blockDev is the partition holding a mounted filesystem.
 type blockDev struct {
@@ -175,7 +177,7 @@ func growData(mountpoint string) ([]Item, error) {
 	it := Item{What: "partition table of " + dev.disk, Status: Unchanged}
 	if plan.Changes() {
 		it.Status = Changed
-		it.Detail = fmt.Sprintf("partition %d ends at sector %d (%s), was %d", dev.index, plan.NewEnd, humanBytes(length), plan.OldEnd)
+		it.Detail = fmt.Sprintf("partition %d ends at sector %d (%s), was %d", dev.index, plan.NewEnd, bytesize.Format(length), plan.OldEnd)
 	}
 	items = append(items, it)
 
@@ -188,7 +190,7 @@ func growData(mountpoint string) ([]Item, error) {
 		if err := blkpgResize(disk, dev.index, start, length); err != nil {
 			return items, fmt.Errorf("%w: reboot to let the kernel read the new partition table", err)
 		}
-		it.Status, it.Detail = Changed, fmt.Sprintf("%s → %s", humanBytes(kernel), humanBytes(length))
+		it.Status, it.Detail = Changed, fmt.Sprintf("%s → %s", bytesize.Format(kernel), bytesize.Format(length))
 	}
 	items = append(items, it)
 
@@ -206,16 +208,7 @@ func growData(mountpoint string) ([]Item, error) {
 		if err != nil {
 			return items, err
 		}
-		it.Status, it.Detail = Changed, fmt.Sprintf("%s → %s", humanBytes(int64(size)), humanBytes(int64(grown)))
+		it.Status, it.Detail = Changed, fmt.Sprintf("%s → %s", bytesize.Format(int64(size)), bytesize.Format(int64(grown)))
 	}
 	return append(items, it), nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= GiB:
-		return fmt.Sprintf("%.1f GiB", float64(n)/GiB)
-	default:
-		return fmt.Sprintf("%d MiB", n/MiB)
-	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // TestExt4Size reads the size of filesystems made and grown by e2fsprogs,
@@ -17,15 +19,15 @@ func TestExt4Size(t *testing.T) {
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		resize(t, p, 64*MiB)
+		resize(t, p, 64*bytesize.MiB)
 		run(t, "mkfs.ext4", "-q", "-F", "-b", block, p)
-		if got := mustExt4Size(t, p); got != 64*MiB {
+		if got := mustExt4Size(t, p); got != 64*bytesize.MiB {
 			t.Errorf("%s-byte blocks: %d bytes, want 64 MiB", block, got)
 		}
-		resize(t, p, 200*MiB)
+		resize(t, p, 200*bytesize.MiB)
 		run(t, "e2fsck", "-fy", p)
 		run(t, "resize2fs", p)
-		if got := mustExt4Size(t, p); got != 200*MiB {
+		if got := mustExt4Size(t, p); got != 200*bytesize.MiB {
 			t.Errorf("%s-byte blocks, grown: %d bytes, want 200 MiB", block, got)
 		}
 	}

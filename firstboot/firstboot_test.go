@@ -9,10 +9,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // memOf is MemTotal as a machine with gib GiB installed reports it.
-func memOf(gib uint64) uint64 { return gib*GiB - 150*MiB }
+func memOf(gib uint64) uint64 { return gib*bytesize.GiB - 150*bytesize.MiB }
 
 // checkDevice checks everything the agent promises about a root it ran on.
 func checkDevice(t *testing.T, r *testRoot) {

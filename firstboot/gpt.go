@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // Geometry is what decides how far a GPT partition can grow. Sectors are
@@ -39,7 +41,7 @@ func (p GrowPlan) Changes() bool { return p.NewEnd != p.OldEnd || p.MoveBackup }
 func PlanGrow(g Geometry) (GrowPlan, error) {
 	p := GrowPlan{Start: g.Start, OldEnd: g.End, NewEnd: g.End}
 	switch {
-	case g.SectorSize == 0 || MiB%g.SectorSize != 0:
+	case g.SectorSize == 0 || bytesize.MiB%g.SectorSize != 0:
 		return p, fmt.Errorf("sector size %d does not divide 1 MiB", g.SectorSize)
 	case g.BackupLBA >= g.DiskSectors:
 		return p, fmt.Errorf("the disk has %d sectors but its partition table puts the backup GPT at sector %d: was the image written to a smaller disk? Rewrite it onto one at least as large as the image", g.DiskSectors, g.BackupLBA)
@@ -51,7 +53,7 @@ func PlanGrow(g Geometry) (GrowPlan, error) {
 	p.MoveBackup = g.BackupLBA != g.DiskSectors-1
 	// The backup header is the last sector; its entry array precedes it.
 	lastUsable := g.DiskSectors - 2 - g.EntrySectors
-	align := MiB / g.SectorSize
+	align := bytesize.MiB / g.SectorSize
 	if n := (lastUsable + 1) / align; n > 0 && n*align-1 > g.End {
 		p.NewEnd = n*align - 1
 	}

@@ -12,12 +12,13 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 )
 
 func TestPlanGrow(t *testing.T) {
-	const mib = MiB / 512
+	const mib = bytesize.MiB / 512
 	// A 20 MiB image as nodebake writes it: data from 11 MiB to 19 MiB,
 	// backup GPT in the last 33 sectors.
 	image := Geometry{SectorSize: 512, DiskSectors: 20 * mib, BackupLBA: 20*mib - 1, EntrySectors: 32, Start: 11 * mib, End: 19*mib - 1}
@@ -49,7 +50,7 @@ func TestPlanGrow(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 		case tt.err == "" && got != tt.want:
 			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
-		case tt.err == "" && (got.NewEnd+1)*tt.g.SectorSize%MiB != 0:
+		case tt.err == "" && (got.NewEnd+1)*tt.g.SectorSize%bytesize.MiB != 0:
 			t.Errorf("%s: end %d is not on a MiB boundary", tt.name, got.NewEnd)
 		}
 	}
@@ -61,10 +62,10 @@ func testImage(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "node.img")
 	parts := []disk.Partition{
-		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: 2 * MiB},
-		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 4 * MiB},
-		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 4 * MiB},
-		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 8 * MiB},
+		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: 2 * bytesize.MiB},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 4 * bytesize.MiB},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 4 * bytesize.MiB},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 8 * bytesize.MiB},
 	}
 	if err := disk.Write(p, "55555555-2222-4333-8444-555555555555", parts, nil); err != nil {
 		t.Fatal(err)
@@ -129,11 +130,11 @@ func TestGrowGPTImage(t *testing.T) {
 	}
 
 	// Flashed onto a larger disk, not a whole number of MiB.
-	const size = 1*GiB + 5*512
+	const size = 1*bytesize.GiB + 5*512
 	resize(t, p, size)
 	plan := grow(t, p)
-	wantEnd := uint64(1*GiB-MiB)/512 - 1
-	if !plan.MoveBackup || plan.NewEnd != wantEnd || plan.OldEnd != uint64(19*MiB)/512-1 {
+	wantEnd := uint64(1*bytesize.GiB-bytesize.MiB)/512 - 1
+	if !plan.MoveBackup || plan.NewEnd != wantEnd || plan.OldEnd != uint64(19*bytesize.MiB)/512-1 {
 		t.Fatalf("plan %+v, want data to end at sector %d", plan, wantEnd)
 	}
 	sgdiskOK(t, p)
@@ -160,7 +161,7 @@ func TestGrowGPTImage(t *testing.T) {
 	// The old backup header, now inside the data partition, is gone.
 	f, _ := os.Open(p)
 	old := make([]byte, 512)
-	f.ReadAt(old, 20*MiB-512)
+	f.ReadAt(old, 20*bytesize.MiB-512)
 	f.Close()
 	if !bytes.Equal(old, make([]byte, 512)) {
 		t.Error("the old backup GPT header is still there")
@@ -175,7 +176,7 @@ func TestGrowGPTImage(t *testing.T) {
 // backup table was written but the primary was not, and checks that the
 // next grow ends where an uninterrupted one does.
 func TestGrowGPTInterrupted(t *testing.T) {
-	const size = 64 * MiB
+	const size = 64 * bytesize.MiB
 	done := testImage(t)
 	resize(t, done, size)
 	grow(t, done)
@@ -207,7 +208,7 @@ func TestGrowGPTHugeDisk(t *testing.T) {
 	const size = 3 << 40
 	resize(t, p, size)
 	plan := grow(t, p)
-	if plan.NewEnd != uint64(size-MiB)/512-1 {
+	if plan.NewEnd != uint64(size-bytesize.MiB)/512-1 {
 		t.Fatalf("plan %+v", plan)
 	}
 	sgdiskOK(t, p)

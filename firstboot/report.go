@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // ReportPath is where the agent leaves its report on the device; /run is a
@@ -88,7 +90,7 @@ func (r *Report) WriteText(out io.Writer) error {
 	if s.Slow {
 		slow = ", slow-device mode"
 	}
-	fmt.Fprintf(w, "Machine:\t%.1f GiB RAM (%d MiB), %d CPUs: tier %s%s\n", float64(s.Hardware.MemTotal)/GiB, s.Budget.RAM, s.Hardware.CPUs, s.Tier, slow)
+	fmt.Fprintf(w, "Machine:\t%s RAM (%d MiB), %d CPUs: tier %s%s\n", bytesize.Format(int64(s.Hardware.MemTotal)), s.Budget.RAM, s.Hardware.CPUs, s.Tier, slow)
 	fmt.Fprintf(w, "Fulcrum:\t%d.x (%s)\n", s.FulcrumVersion, r.FulcrumSource)
 	if r.BitcoindSynced {
 		fmt.Fprintf(w, "bitcoind:\tsynced: dbcache %d MiB\n", s.Bitcoind.DBCacheSynced)

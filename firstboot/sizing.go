@@ -5,14 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-)
 
-// MiB and GiB are the units memory is sized in. Fulcrum's db_mem and
-// bitcoind's dbcache and maxmempool are MiB; Fulcrum 1.x's utxo_cache is MB
-// (10^6 bytes).
-const (
-	MiB = 1 << 20
-	GiB = 1 << 30
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // Hardware is what the sizing depends on.
@@ -51,7 +45,9 @@ const (
 )
 
 // Floors below which a value makes no sense; a machine that cannot give
-// them is too small and Size says so.
+// them is too small and Size says so. Fulcrum's db_mem and bitcoind's
+// dbcache and maxmempool are MiB; Fulcrum 1.x's utxo_cache is MB (10^6
+// bytes).
 const (
 	minDBCache = 100 // MiB; Bitcoin Core accepts 4, but syncing with it takes weeks
 	minDBMem   = 128 // MiB; Fulcrum accepts 50, its docs call 256 fine on an SSD
@@ -131,9 +127,9 @@ type tier struct {
 }
 
 var tiers = []tier{
-	{upTo: 3 * GiB, name: "≤ 3 GiB", slow: true, maxMempool: 100, dbCacheSynced: 200, openFiles: 200, openFilesWhy: "the guide's value for 4 GB"},
-	{upTo: 4 * GiB, name: "≤ 4 GiB", slow: true, maxMempool: 300, dbCacheSynced: 450, openFiles: 200, openFilesWhy: "the guide's value for 4 GB"},
-	{upTo: 8 * GiB, name: "≤ 8 GiB", slow: true, maxMempool: 300, dbCacheSynced: 450, openFiles: 400, openFilesWhy: "the guide's value for 8 GB"},
+	{upTo: 3 * bytesize.GiB, name: "≤ 3 GiB", slow: true, maxMempool: 100, dbCacheSynced: 200, openFiles: 200, openFilesWhy: "the guide's value for 4 GB"},
+	{upTo: 4 * bytesize.GiB, name: "≤ 4 GiB", slow: true, maxMempool: 300, dbCacheSynced: 450, openFiles: 200, openFilesWhy: "the guide's value for 4 GB"},
+	{upTo: 8 * bytesize.GiB, name: "≤ 8 GiB", slow: true, maxMempool: 300, dbCacheSynced: 450, openFiles: 400, openFilesWhy: "the guide's value for 8 GB"},
 	{upTo: math.MaxUint64, name: "> 8 GiB", maxMempool: 300, dbCacheSynced: 450},
 }
 
@@ -158,7 +154,7 @@ var tiers = []tier{
 // Every value Fulcrum's and bitcoind's caches get is capped so that, in
 // both phases, bitcoind + Fulcrum + the reserve ≤ RAM.
 func Size(hw Hardware, fv FulcrumVersion) Settings {
-	ram := int(hw.MemTotal / MiB)
+	ram := int(hw.MemTotal / bytesize.MiB)
 	t := tiers[len(tiers)-1]
 	for _, c := range tiers {
 		if hw.MemTotal <= c.upTo {
@@ -227,7 +223,7 @@ func Size(hw Hardware, fv FulcrumVersion) Settings {
 
 	if fv == 1 {
 		// utxo_cache is in MB; the budget is in MiB.
-		leftMB := int(float64(syncedLeft-f.DBMem) * MiB / 1e6)
+		leftMB := int(float64(syncedLeft-f.DBMem) * bytesize.MiB / 1e6)
 		halfMB := int(hw.MemTotal / 2 / 1e6)
 		f.UTXOCacheMB = roundDown(min(halfMB, leftMB), 100)
 		switch {
@@ -254,7 +250,7 @@ func Size(hw Hardware, fv FulcrumVersion) Settings {
 		why("bitcoind_clients", strconv.Itoa(f.BitcoindClients), "one per CPU (Fulcrum's default 3 is more than the %d CPUs)", hw.CPUs)
 	}
 
-	mb := func(n int) int { return int(math.Ceil(float64(n) * 1e6 / MiB)) }
+	mb := func(n int) int { return int(math.Ceil(float64(n) * 1e6 / bytesize.MiB)) }
 	s.Budget = Budget{
 		RAM:            ram,
 		OSReserve:      osReserve,

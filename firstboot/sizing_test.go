@@ -3,6 +3,8 @@ package firstboot
 import (
 	"fmt"
 	"testing"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // TestSizeTable pins the sizing table of the README for 2 to 32 GiB and 1
@@ -34,7 +36,7 @@ func TestSizeTable(t *testing.T) {
 		for _, r := range rows {
 			for _, cpus := range []int{1, 2, 4, 8} {
 				t.Run(fmt.Sprintf("fulcrum%d/%dGiB/%dcpu", fv, r.gib, cpus), func(t *testing.T) {
-					s := Size(Hardware{MemTotal: r.gib * GiB, CPUs: cpus}, fv)
+					s := Size(Hardware{MemTotal: r.gib * bytesize.GiB, CPUs: cpus}, fv)
 					want := Settings{
 						Slow:     r.slow,
 						Bitcoind: Bitcoind{DBCacheIBD: r.ibd, DBCacheSynced: r.synced, MaxMempool: r.mempool},
@@ -66,11 +68,11 @@ func TestSizeTable(t *testing.T) {
 // that no value breaks a rule Fulcrum or the guide sets.
 func TestSizeStaysWithinRAM(t *testing.T) {
 	for _, fv := range []FulcrumVersion{1, 2} {
-		for mem := uint64(1792 * MiB); mem <= 64*GiB; mem += 37*MiB + 123*1024 {
+		for mem := uint64(1792 * bytesize.MiB); mem <= 64*bytesize.GiB; mem += 37*bytesize.MiB + 123*1024 {
 			for cpus := 1; cpus <= 16; cpus++ {
 				s := Size(Hardware{MemTotal: mem, CPUs: cpus}, fv)
 				b := s.Budget
-				ram := int(mem / MiB)
+				ram := int(mem / bytesize.MiB)
 				name := fmt.Sprintf("fulcrum %d, %d MiB, %d CPUs", fv, ram, cpus)
 				if ibd, synced := b.IBDBitcoind+b.IBDFulcrum, b.SyncedBitcoind+b.SyncedFulcrum; ibd >= ram || synced >= ram || !b.Fits() {
 					t.Fatalf("%s: bitcoind+Fulcrum take %d MiB during IBD and %d once synced (+%d reserve)", name, ibd, synced, b.OSReserve)
@@ -89,9 +91,9 @@ func TestSizeStaysWithinRAM(t *testing.T) {
 					t.Fatalf("%s: worker_threads %d / bitcoind_clients %d exceed the CPUs", name, f.WorkerThreads, f.BitcoindClients)
 				case s.Bitcoind.DBCacheIBD < s.Bitcoind.DBCacheSynced:
 					t.Fatalf("%s: dbcache during IBD %d is below the synced %d", name, s.Bitcoind.DBCacheIBD, s.Bitcoind.DBCacheSynced)
-				case s.Slow != (mem <= 8*GiB):
+				case s.Slow != (mem <= 8*bytesize.GiB):
 					t.Fatalf("%s: slow=%v", name, s.Slow)
-				case s.Slow && f.DBMaxOpenFiles != map[bool]int{true: 200, false: 400}[mem <= 4*GiB]:
+				case s.Slow && f.DBMaxOpenFiles != map[bool]int{true: 200, false: 400}[mem <= 4*bytesize.GiB]:
 					t.Fatalf("%s: db_max_open_files %d", name, f.DBMaxOpenFiles)
 				}
 			}
@@ -100,7 +102,7 @@ func TestSizeStaysWithinRAM(t *testing.T) {
 }
 
 func TestSizeTooSmall(t *testing.T) {
-	s := Size(Hardware{MemTotal: 1 * GiB, CPUs: 1}, 2)
+	s := Size(Hardware{MemTotal: 1 * bytesize.GiB, CPUs: 1}, 2)
 	if len(s.Warnings) != 2 || s.Budget.Fits() {
 		t.Fatalf("1 GiB: want two warnings and a budget that does not fit, got %q, %+v", s.Warnings, s.Budget)
 	}

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // rpcInWarmup is bitcoind's RPC_IN_WARMUP: the process runs and accepts
@@ -55,7 +57,7 @@ func checkBitcoind(ctx context.Context, c Config) Status {
 		return fail("rpc %s: %s: the cookie in %s was refused (left over from an earlier bitcoind run, or another bitcoind on that port?)",
 			c.BitcoindRPC, resp.Status, c.Cookie)
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, bytesize.MiB))
 	if err != nil {
 		return fail("rpc %s: reading the answer: %s", c.BitcoindRPC, httpReason(err))
 	}

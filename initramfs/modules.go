@@ -9,6 +9,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // Modules lists the kernel modules /init loads. Their dependencies come from
@@ -138,7 +140,7 @@ func resolve(root fs.FS, kver string, names []string) (plan, error) {
 func parseDep(b []byte) ([]depEntry, error) {
 	var out []depEntry
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
+	sc.Buffer(nil, bytesize.MiB)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" {

@@ -15,8 +15,9 @@ import (
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/guest"
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 
 // BenchmarkImage prints the figures the README quotes: cold build (empty
@@ -75,12 +76,12 @@ var analyze = regexp.MustCompile(`= ([0-9.]+)s`)
 func bootSeconds(b *testing.B, img string) (float64, float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	port, err := qemu.FreePort()
+	port, err := testvm.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	vm, err := qemu.Start(ctx, qemu.Options{Image: img, Snapshot: true, Forwards: []qemu.Forward{{HostPort: port, GuestPort: 22}}})
+	vm, err := testvm.Start(ctx, qemu.Options{Image: img, Snapshot: true, Forwards: []qemu.Forward{{HostPort: port, GuestPort: 22}}})
 	if err != nil {
 		b.Fatal(err)
 	}

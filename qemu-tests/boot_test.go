@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/guest"
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 
 // bootTimeout covers a first boot under software emulation: ~25 s to
@@ -23,7 +24,7 @@ import (
 const bootTimeout = 8 * time.Minute
 
 type booted struct {
-	vm      *qemu.VM
+	vm      *testvm.VM
 	ssh     *guest.Client
 	sshAddr string
 	console *os.File
@@ -34,7 +35,7 @@ func boot(t *testing.T, img string, o qemu.Options) *booted {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	t.Cleanup(cancel)
-	port, err := qemu.FreePort()
+	port, err := testvm.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func boot(t *testing.T, img string, o qemu.Options) *booted {
 	o.Image = img
 	o.Forwards = append(o.Forwards, qemu.Forward{HostPort: port, GuestPort: 22})
 	o.Console = logf
-	vm, err := qemu.Start(context.Background(), o)
+	vm, err := testvm.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

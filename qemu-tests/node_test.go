@@ -20,7 +20,8 @@ import (
 
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/electrum"
+	"github.com/nodebake/nodebake/internal/electrumtest"
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/rootfs"
 )
@@ -32,7 +33,7 @@ func TestNode(t *testing.T) {
 	ports := map[int]int{}
 	var fwd []qemu.Forward
 	for _, guest := range []int{50001, 50002, 8332} {
-		p, err := qemu.FreePort()
+		p, err := testvm.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +113,7 @@ func TestNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), electrum.Pinned(cert))
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), electrumtest.Pinned(cert))
 		if !c.PeerCertificate().Equal(cert) {
 			t.Fatal("port 50002 presents another certificate than /data/fulcrum/cert.pem")
 		}
@@ -165,11 +166,11 @@ func TestNode(t *testing.T) {
 
 // dialElectrum retries until Fulcrum's listener is up (it opens once bitcoind
 // answered) or ctx ends.
-func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.Config) *electrum.Client {
+func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.Config) *electrumtest.Client {
 	t.Helper()
 	var last error
 	for ctx.Err() == nil {
-		c, err := electrum.Dial(ctx, addr, tlsConf)
+		c, err := electrumtest.Dial(ctx, addr, tlsConf)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 			return c
@@ -200,7 +201,7 @@ func TestFulcrum1x(t *testing.T) {
 	if out, err := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", img, "--src", "..").CombinedOutput(); err != nil {
 		t.Fatalf("build with Fulcrum 1.11.1: %v\n%s", err, out)
 	}
-	port, err := qemu.FreePort()
+	port, err := testvm.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/guest"
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/otatest"
 	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
 
@@ -181,7 +182,7 @@ func startDevice(tb testing.TB, disk string, port int) *device {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	sshPort, err := qemu.FreePort()
+	sshPort, err := testvm.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -190,7 +191,7 @@ func startDevice(tb testing.TB, disk string, port int) *device {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { logf.Close() })
-	vm, err := qemu.Start(context.Background(), qemu.Options{
+	vm, err := testvm.Start(context.Background(), qemu.Options{
 		Image:         disk,
 		MemoryMiB:     2048,
 		Forwards:      []qemu.Forward{{HostPort: sshPort, GuestPort: 22}},

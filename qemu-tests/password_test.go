@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
 )
 
@@ -64,10 +65,10 @@ func TestOneTimeConsolePassword(t *testing.T) {
 	defer console.Close()
 	// The image file is this test's own: it is written, as a device's disk.
 	start := time.Now()
-	var vm *qemu.VM
+	var vm *testvm.VM
 	power := func() {
 		t.Helper()
-		if vm, err = qemu.Start(ctx, qemu.Options{Image: img, Console: console}); err != nil {
+		if vm, err = testvm.Start(ctx, qemu.Options{Image: img, Console: console}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { vm.Kill() })

@@ -14,6 +14,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu"
 )
 
@@ -44,7 +45,7 @@ func TestCorruptRootStopsBoot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	vm, err := qemu.Start(ctx, qemu.Options{Image: bad, Snapshot: true, NoReboot: true})
+	vm, err := testvm.Start(ctx, qemu.Options{Image: bad, Snapshot: true, NoReboot: true})
 	if err != nil {
 		t.Fatal(err)
 	}

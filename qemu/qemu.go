@@ -14,12 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,8 +65,8 @@ type Options struct {
 	ColdReboot bool
 	// Interactive connects the serial console to the user's terminal: their
 	// keys reach the guest (Ctrl-C included), Ctrl-A X quits QEMU and
-	// Ctrl-A C switches to the QEMU monitor. Without it the console is only
-	// captured, for WaitConsole and Console.
+	// Ctrl-A C switches to the QEMU monitor. Without it the console goes
+	// only to Console, and Type sends it keys.
 	Interactive bool
 	// StopGrace is how long Stop lets the guest shut down after pressing the
 	// ACPI power button before it kills QEMU. Default 2 minutes: systemd
@@ -108,13 +106,9 @@ type VM struct {
 	stderr    lockedBuffer
 	restore   func() // puts the terminal back after an interactive VM
 
-	mu      sync.Mutex
-	proc    *process // the QEMU process running now
-	killed  bool     // Kill was called: start no new process
-	console []byte
-	cursor  int           // WaitConsole has consumed console[:cursor]
-	changed chan struct{} // closed and replaced whenever console grows or reaches EOF
-	eof     bool          // the last QEMU process has exited
+	mu     sync.Mutex
+	proc   *process // the QEMU process running now
+	killed bool     // Kill was called: start no new process
 
 	done    chan struct{} // closed once QEMU has exited for good and been cleaned up after
 	exitErr error         // QEMU's exit result, valid after done
@@ -189,7 +183,6 @@ func start(ctx context.Context, o Options, fw firmware) (*VM, error) {
 		kvm:       kvmUsable(),
 		dir:       dir,
 		stopGrace: o.StopGrace,
-		changed:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	if o.Interactive {
@@ -318,7 +311,7 @@ func (vm *VM) launch(ctx context.Context) (*process, error) {
 
 	readDone := make(chan struct{})
 	go func() {
-		vm.readConsole(pr, vm.o.Console)
+		readConsole(pr, vm.o.Console)
 		pr.Close()
 		close(readDone)
 	}()
@@ -369,11 +362,6 @@ func (vm *VM) supervise(proc *process) {
 		}
 		proc = next
 	}
-	vm.mu.Lock()
-	vm.eof = true
-	close(vm.changed)
-	vm.changed = make(chan struct{})
-	vm.mu.Unlock()
 	if vm.restore != nil {
 		// QEMU puts the terminal in raw mode and restores it only when it
 		// exits cleanly, not when killed.
@@ -497,24 +485,18 @@ func cpuHasVirtualization(cpuinfo string) bool {
 	return false
 }
 
-// readConsole copies a QEMU process's serial output into the console
-// buffer and to w until that process exits.
-func (vm *VM) readConsole(r io.Reader, w io.Writer) {
+// readConsole copies a QEMU process's serial output to w, if any, until
+// that process exits. It reads on without w: QEMU stalls once the pipe of
+// its console is full.
+func readConsole(r io.Reader, w io.Writer) {
 	buf := make([]byte, 32*1024)
 	for {
 		n, err := r.Read(buf)
-		if n > 0 {
-			if w != nil {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					// A broken copy must not stall the VM or the tests.
-					w = nil
-				}
+		if n > 0 && w != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				// A broken copy must not stall the VM or the tests.
+				w = nil
 			}
-			vm.mu.Lock()
-			vm.console = append(vm.console, buf[:n]...)
-			close(vm.changed)
-			vm.changed = make(chan struct{})
-			vm.mu.Unlock()
 		}
 		if err != nil {
 			return
@@ -522,51 +504,6 @@ func (vm *VM) readConsole(r io.Reader, w io.Writer) {
 	}
 }
 
-// consoleRescan limits how often WaitConsole rescans the console: the serial
-// port delivers output a few bytes at a time, and rescanning everything
-// since the last match on every byte would be quadratic.
-const consoleRescan = 50 * time.Millisecond
-
-// WaitConsole waits until the serial console shows a match for re and
-// returns the match. Like expect(1) it consumes output: the search starts
-// after the end of the previous match, so waiting twice for the same pattern
-// waits for its second occurrence (e.g. across a reboot). It fails as soon as
-// QEMU exits or ctx is done, with the end of the console in the error.
-func (vm *VM) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error) {
-	for {
-		vm.mu.Lock()
-		if loc := re.FindIndex(vm.console[vm.cursor:]); loc != nil {
-			match := string(vm.console[vm.cursor+loc[0] : vm.cursor+loc[1]])
-			vm.cursor += loc[1]
-			vm.mu.Unlock()
-			return match, nil
-		}
-		changed, eof := vm.changed, vm.eof
-		vm.mu.Unlock()
-
-		if eof {
-			<-vm.done
-			status := "without error"
-			if vm.exitErr != nil {
-				status = vm.exitErr.Error()
-			}
-			return "", fmt.Errorf("QEMU exited (%s) before the console showed /%s/; console ends with:%s",
-				status, re, indent(vm.consoleTail()))
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return "", fmt.Errorf("console never showed /%s/: %w; console ends with:%s",
-				re, ctx.Err(), indent(vm.consoleTail()))
-		}
-		select {
-		case <-time.After(consoleRescan):
-		case <-ctx.Done():
-		}
-	}
-}
-
-// Console returns everything the serial console has shown so far.
 // Type sends text to the serial console, as if typed there (use "\r" for
 // Enter). It is for VMs that are not Interactive.
 func (vm *VM) Type(text string) error {
@@ -576,30 +513,6 @@ func (vm *VM) Type(text string) error {
 	}
 	_, err := io.WriteString(keys, text)
 	return err
-}
-
-func (vm *VM) Console() string {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return string(vm.console)
-}
-
-// ansiEscape matches the terminal control sequences firmware and boot
-// loaders use to draw menus; they make error messages unreadable.
-var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z])`)
-
-// consoleTail is the last part of the console as readable text, for errors.
-func (vm *VM) consoleTail() string {
-	text := ansiEscape.ReplaceAllString(vm.Console(), "")
-	text = strings.ToValidUTF8(strings.ReplaceAll(text, "\r", ""), "")
-	const max = 3000
-	if len(text) > max {
-		text = "…" + text[len(text)-max:]
-	}
-	if strings.TrimSpace(text) == "" {
-		return "(nothing)"
-	}
-	return text
 }
 
 // Stop presses the ACPI power button and waits for the guest to power off.
@@ -646,17 +559,6 @@ func (vm *VM) Kill() error {
 func (vm *VM) Wait() error {
 	<-vm.done
 	return vm.exitErr
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
-// forwarding into a test VM.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // saveTerminal records the terminal settings of f, if it is a terminal, and

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,10 +146,12 @@ func TestCPUHasVirtualization(t *testing.T) {
 func TestRealQEMU(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	port, err := FreePort()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
 	vm, err := Start(ctx, Options{
 		Image:     emptyImage(t),
 		Snapshot:  true,
@@ -190,12 +191,6 @@ func TestRealQEMU(t *testing.T) {
 	if _, err := os.Stat(vm.dir); !os.IsNotExist(err) {
 		t.Errorf("VM temp dir %s left behind (%v)", vm.dir, err)
 	}
-
-	// After QEMU has exited, waiting for more output fails at once.
-	_, err = vm.WaitConsole(ctx, regexp.MustCompile(`never printed`))
-	if err == nil || !strings.Contains(err.Error(), "QEMU exited") || ctx.Err() != nil {
-		t.Errorf("WaitConsole after exit: got %v", err)
-	}
 }
 
 // TestPortTaken: QEMU's own complaint about a forwarded port that is in use
@@ -214,41 +209,6 @@ func TestPortTaken(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "hostfwd") && !strings.Contains(err.Error(), "forward") {
 		t.Errorf("error does not name the forward: %v", err)
-	}
-}
-
-// TestWaitConsoleConsumes: a second wait for the same pattern needs a second
-// occurrence; ctx ends the wait with the console in the error.
-func TestWaitConsoleConsumes(t *testing.T) {
-	vm := &VM{changed: make(chan struct{}), done: make(chan struct{})}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go vm.readConsole(r, nil)
-	defer w.Close()
-
-	w.WriteString("\x1b[2J\x1b[01;01Hboot A: login: ")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	login := regexp.MustCompile(`boot (\w): login:`)
-	if m, err := vm.WaitConsole(ctx, login); err != nil || m != "boot A: login:" {
-		t.Fatalf("first wait: %q, %v", m, err)
-	}
-
-	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancelShort()
-	_, err = vm.WaitConsole(short, login)
-	if err == nil || !strings.Contains(err.Error(), "boot A: login:") || strings.Contains(err.Error(), "\x1b") {
-		t.Fatalf("second wait before a second login: want a timeout showing the readable console, got %v", err)
-	}
-
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		w.WriteString("reboot\r\nboot B: login: ")
-	}()
-	if m, err := vm.WaitConsole(ctx, login); err != nil || m != "boot B: login:" {
-		t.Fatalf("wait across reboot: %q, %v", m, err)
 	}
 }
 

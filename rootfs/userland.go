@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/spec"
 )
@@ -150,7 +151,7 @@ func (l *lineTail) String() string { return strings.Join(l.lines, "\n") }
 func ParseStatus(status []byte) ([]contract.Package, error) {
 	var out []contract.Package
 	sc := bufio.NewScanner(bytes.NewReader(status))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, bytesize.MiB), bytesize.MiB)
 	var cur contract.Package
 	var installed bool
 	flush := func() {

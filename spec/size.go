@@ -6,17 +6,12 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // Size is a byte count written in image.yaml as "512MiB", "2GiB" or bytes.
 type Size int64
-
-// Units accepted in sizes. Only binary units: partitions are aligned to MiB.
-const (
-	KiB Size = 1 << 10
-	MiB Size = 1 << 20
-	GiB Size = 1 << 30
-)
 
 // UnmarshalYAML accepts an integer byte count or a number with a binary unit.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
@@ -28,14 +23,15 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParseSize parses "123", "64KiB", "512MiB" or "2GiB".
+// ParseSize parses "123", "64KiB", "512MiB" or "2GiB". Only binary units:
+// partitions are aligned to MiB.
 func ParseSize(v string) (Size, error) {
 	v = strings.TrimSpace(v)
 	mult := Size(1)
 	for _, u := range []struct {
 		suffix string
 		mult   Size
-	}{{"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}} {
+	}{{"KiB", bytesize.KiB}, {"MiB", bytesize.MiB}, {"GiB", bytesize.GiB}} {
 		if num, ok := strings.CutSuffix(v, u.suffix); ok {
 			v, mult = strings.TrimSpace(num), u.mult
 			break
@@ -48,12 +44,15 @@ func ParseSize(v string) (Size, error) {
 	return Size(n) * mult, nil
 }
 
+// String writes s the way image.yaml does, so that ParseSize reads it back
+// and messages about a setting echo its notation: "2GiB", "1536MiB", or bytes
+// when s is no whole MiB. bytesize.Format would round ("1.5 GiB").
 func (s Size) String() string {
 	switch {
-	case s != 0 && s%GiB == 0:
-		return fmt.Sprintf("%dGiB", s/GiB)
-	case s != 0 && s%MiB == 0:
-		return fmt.Sprintf("%dMiB", s/MiB)
+	case s != 0 && s%bytesize.GiB == 0:
+		return fmt.Sprintf("%dGiB", s/bytesize.GiB)
+	case s != 0 && s%bytesize.MiB == 0:
+		return fmt.Sprintf("%dMiB", s/bytesize.MiB)
 	}
 	return fmt.Sprintf("%d", int64(s))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 )
 
@@ -138,7 +139,7 @@ type Disk struct {
 // Total is the size of the image file: 1 MiB before the first partition for
 // the GPT, the partitions, and 1 MiB at the end for the backup GPT.
 func (d Disk) Total() int64 {
-	return int64(2*MiB + d.ESPSize + 2*d.SlotSize + d.DataSize)
+	return int64(2*bytesize.MiB + d.ESPSize + 2*d.SlotSize + d.DataSize)
 }
 
 // Load reads, defaults and validates the spec at path.

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 func TestRepositorySpecLoads(t *testing.T) {
@@ -18,7 +20,7 @@ func TestRepositorySpecLoads(t *testing.T) {
 	if got := s.Firewall.AllowTCP; len(got) != 3 || got[0] != 22 || got[1] != 50001 || got[2] != 50002 {
 		t.Errorf("allow_tcp = %v", got)
 	}
-	if s.Disk.SlotSize != GiB || s.Disk.Total() != int64(2*MiB+256*MiB+2*GiB+256*MiB) {
+	if s.Disk.SlotSize != bytesize.GiB || s.Disk.Total() != int64(2*bytesize.MiB+256*bytesize.MiB+2*bytesize.GiB+256*bytesize.MiB) {
 		t.Errorf("disk = %+v total %d", s.Disk, s.Disk.Total())
 	}
 	if s.Sysctl["vm.swappiness"] != "100" {
@@ -42,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	if len(s.Firewall.AllowTCP) != 3 || s.Hostname != "node" || !s.Zram.On() || s.Zram.Compression != "zstd" {
 		t.Errorf("defaults: %+v", s)
 	}
-	if s.Disk.ESPSize != 256*MiB || s.Disk.SlotSize != GiB {
+	if s.Disk.ESPSize != 256*bytesize.MiB || s.Disk.SlotSize != bytesize.GiB {
 		t.Errorf("disk defaults: %+v", s.Disk)
 	}
 }

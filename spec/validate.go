@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/nodebake/nodebake/artifact"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/ota"
 )
 
@@ -28,7 +29,7 @@ var (
 
 // MinSlotSize is the smallest root slot that can hold Debian's kernel,
 // systemd and the services; a smaller slot_size is refused before building.
-const MinSlotSize = 512 * MiB
+const MinSlotSize = 512 * bytesize.MiB
 
 func (s *Spec) applyDefaults() {
 	d := &s.Debian
@@ -63,13 +64,13 @@ func (s *Spec) applyDefaults() {
 	}
 	s.Artifacts.Each(artifact.Defaults)
 	if s.Disk.ESPSize == 0 {
-		s.Disk.ESPSize = 256 * MiB
+		s.Disk.ESPSize = 256 * bytesize.MiB
 	}
 	if s.Disk.SlotSize == 0 {
-		s.Disk.SlotSize = 1 * GiB
+		s.Disk.SlotSize = 1 * bytesize.GiB
 	}
 	if s.Disk.DataSize == 0 {
-		s.Disk.DataSize = 256 * MiB
+		s.Disk.DataSize = 256 * bytesize.MiB
 	}
 }
 
@@ -224,12 +225,12 @@ func (s *Spec) validate() Errors {
 		min  Size
 		why  string
 	}{
-		{"disk.esp_size", d.ESPSize, 64 * MiB, "FAT32 and two slots' kernels and initramfs"},
+		{"disk.esp_size", d.ESPSize, 64 * bytesize.MiB, "FAT32 and two slots' kernels and initramfs"},
 		{"disk.slot_size", d.SlotSize, MinSlotSize, "the root filesystem of a Debian node"},
-		{"disk.data_size", d.DataSize, 64 * MiB, "the first-boot state; it grows to fill the disk on the device"},
+		{"disk.data_size", d.DataSize, 64 * bytesize.MiB, "the first-boot state; it grows to fill the disk on the device"},
 	} {
 		switch {
-		case f.v%MiB != 0:
+		case f.v%bytesize.MiB != 0:
 			bad(f.path, "%s: want a whole number of MiB (partitions are MiB-aligned)", f.v)
 		case f.v < f.min:
 			bad(f.path, "%s is too small for %s: want at least %s", f.v, f.why, f.min)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // defaultFailWait is how long a failed boot stays on screen before the
@@ -53,7 +55,7 @@ func describe(devs []blockDevice) []string {
 	}
 	var lines []string
 	for _, d := range devs {
-		line := fmt.Sprintf("%-10s %10s", d.name, size(d.size))
+		line := fmt.Sprintf("%-10s %10s", d.name, bytesize.Format(int64(d.size)))
 		if d.partUUID != "" {
 			line += " PARTUUID=" + d.partUUID
 		}

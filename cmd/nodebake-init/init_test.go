@@ -243,23 +243,6 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-func TestSize(t *testing.T) {
-	for n, want := range map[uint64]string{
-		0:          "0 B",
-		1023:       "1023 B",
-		1024:       "1 KiB",
-		1536:       "1.5 KiB",
-		768 << 20:  "768 MiB",
-		1932735283: "1.8 GiB",
-		3 << 40:    "3 TiB",
-		5000 << 40: "5000 TiB",
-	} {
-		if got := size(n); got != want {
-			t.Errorf("size(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestFailWait(t *testing.T) {
 	for cmdline, want := range map[string]time.Duration{
 		"":                               defaultFailWait,

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/rekby/gpt"
 	"github.com/u-root/u-root/pkg/mount/block"
+
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // partitionWait is how long to wait for a partition: disks appear
@@ -38,7 +39,7 @@ func waitForPartition(what, partUUID string) (string, error) {
 		}
 		dev, err := findPartition(devs, partUUID)
 		if err == nil {
-			say("%s: found /dev/%s (PARTUUID %s, %s)", what, dev.name, partUUID, size(dev.size))
+			say("%s: found /dev/%s (PARTUUID %s, %s)", what, dev.name, partUUID, bytesize.Format(int64(dev.size)))
 			return "/dev/" + dev.name, nil
 		}
 		if err != errNoPartition {
@@ -124,18 +125,4 @@ func readSysUint(path string) (uint64, error) {
 		return 0, err
 	}
 	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-}
-
-// size renders a byte count for people: "512 MiB", "1.8 GiB".
-func size(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	v, i := float64(n), 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%d %s", uint64(v), units[i])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }

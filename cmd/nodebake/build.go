@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -105,9 +106,10 @@ func builderKeys() ([]string, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if u := os.Getenv("SUDO_USER"); u != "" && os.Geteuid() == 0 {
-		if h, err := homeOf(u); err == nil {
-			home = h
+	// Under sudo the keys to bake in are the invoking user's, not root's.
+	if name := os.Getenv("SUDO_USER"); name != "" && os.Geteuid() == 0 {
+		if u, err := user.Lookup(name); err == nil {
+			home = u.HomeDir
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(home, ".ssh", "*.pub"))
@@ -125,18 +127,4 @@ func builderKeys() ([]string, []string, error) {
 		from = append(from, f)
 	}
 	return keys, from, nil
-}
-
-func homeOf(user string) (string, error) {
-	b, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) > 5 && f[0] == user {
-			return f[5], nil
-		}
-	}
-	return "", fmt.Errorf("no user %s", user)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/firstboot"
 )
 
@@ -16,7 +17,7 @@ func TestStatus(t *testing.T) {
 	rep := firstboot.Report{
 		Time:          time.Date(2025, 11, 24, 12, 0, 0, 0, time.UTC),
 		FulcrumSource: firstboot.FulcrumVersionFile + ": 2.1.1",
-		Settings:      firstboot.Size(firstboot.Hardware{MemTotal: 4 * firstboot.GiB, CPUs: 2}, 2),
+		Settings:      firstboot.Size(firstboot.Hardware{MemTotal: 4 * bytesize.GiB, CPUs: 2}, 2),
 		Steps: []firstboot.Step{
 			{Name: "fulcrum tls", Items: []firstboot.Item{{What: firstboot.FulcrumKey, Status: firstboot.Created, Detail: "there was no key"}}},
 			{Name: "bitcoin.conf", Items: []firstboot.Item{{What: firstboot.BitcoinConf, Status: firstboot.Unchanged}}},

@@ -1,6 +1,6 @@
 //go:build qemu
 
-package qemu
+package testvm
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodebake/nodebake/qemu"
 )
 
 // TestBootSystemdBoot boots the firmware from a disk holding nothing but
@@ -19,7 +21,7 @@ import (
 // "Reboot Into Firmware Interface", and picks it when the timeout runs out;
 // under NoReboot that reset makes QEMU exit cleanly.
 //
-// Run with: go test -tags qemu ./qemu/
+// Run with: go test -tags qemu ./internal/testvm/
 // Needs: qemu-system-x86, ovmf, systemd-boot-efi, dosfstools, mtools.
 func TestBootSystemdBoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -32,8 +34,12 @@ func TestBootSystemdBoot(t *testing.T) {
 	}
 	defer consoleFile.Close()
 
-	vm, err := Start(ctx, Options{
-		Image:     espImage(t),
+	img := espImage(t)
+	// QEMU's private temp dir goes here, to check that it is removed.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	vm, err := Start(ctx, qemu.Options{
+		Image:     img,
 		Snapshot:  true,
 		MemoryMiB: 512,
 		Console:   consoleFile,
@@ -72,8 +78,8 @@ func TestBootSystemdBoot(t *testing.T) {
 	if string(copied) != vm.Console() {
 		t.Errorf("console copy (%d bytes) differs from Console() (%d bytes)", len(copied), len(vm.Console()))
 	}
-	if _, err := os.Stat(vm.dir); !os.IsNotExist(err) {
-		t.Errorf("VM temp dir %s left behind (%v)", vm.dir, err)
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("VM temp dir left behind in %s: %v (%v)", tmp, left, err)
 	}
 }
 
