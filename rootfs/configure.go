@@ -42,6 +42,7 @@ type Manifest struct {
 	Epoch     int64      `json:"source_date_epoch"`
 	Suite     string     `json:"debian_suite"`
 	Kernel    string     `json:"kernel"`
+	Nodebake  string     `json:"nodebake"` // the nodebake that built the image, /init and nodectl: module@version, or a development build
 	Artifacts []Artifact `json:"artifacts"`
 	Packages  []Package  `json:"packages"`
 	// Update is what the image accepts updates from; nil: none at all.
