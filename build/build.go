@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,11 +34,15 @@ type Options struct {
 	Spec     *spec.Spec
 	Output   string // the image path, e.g. out/minibolt-0.1.0.img
 	CacheDir string // userland tarballs
-	Source   string // nodebake's source tree, for the device binaries
+	Source   string // nodebake's source tree: a development build's device binaries come from it
 	Compress bool   // also write Output + ".zst"
 	Mirror   string // a folder or URL holding the release files (see artifact.FetchOptions)
 	Offline  bool   // never download: releases come from Mirror or the cache
 	Log      io.Writer
+
+	// Release is a released nodebake's build info: the device binaries
+	// come from its module version, never from Source (see DeviceSource).
+	Release *debug.BuildInfo
 }
 
 // Result describes a finished image.
@@ -101,16 +106,17 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	if m.Artifacts, err = installArtifacts(t, s, releases); err != nil {
 		return nil, err
 	}
+	m.Nodebake = nodebakeVersion(o)
 	rootfs.WriteManifest(t, m)
 
 	var initBin []byte
-	if err := log.stage("device binaries", "go build ./cmd/nodebake-init ./cmd/nodectl for linux/amd64", func() error {
-		bins, err := deviceBinaries(ctx, o.Source, work, "./cmd/nodebake-init", "./cmd/nodectl")
+	if err := log.stage("device binaries", deviceFrom(o)+": /init and nodectl for linux/amd64", func() error {
+		bins, err := deviceBinaries(ctx, o, work)
 		if err != nil {
 			return err
 		}
-		initBin = bins["./cmd/nodebake-init"]
-		t.WriteFile("usr/bin/nodectl", bins["./cmd/nodectl"], 0o755, tree.Root)
+		initBin = bins["nodebake-init"]
+		t.WriteFile("usr/bin/nodectl", bins["nodectl"], 0o755, tree.Root)
 		return nil
 	}); err != nil {
 		return nil, err

@@ -11,12 +11,15 @@ import (
 // the root and beside the image; the device and `nodebake bundle|inspect`
 // read it.
 type Manifest struct {
-	Name      string     `json:"name"`
-	Version   string     `json:"version"`
-	Demo      string     `json:"demo,omitempty"`
-	Epoch     int64      `json:"source_date_epoch"`
-	Suite     string     `json:"debian_suite"`
-	Kernel    string     `json:"kernel"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Demo    string `json:"demo,omitempty"`
+	Epoch   int64  `json:"source_date_epoch"`
+	Suite   string `json:"debian_suite"`
+	Kernel  string `json:"kernel"`
+	// Nodebake is the nodebake that built the image, /init and nodectl:
+	// module@version, or a development build.
+	Nodebake  string     `json:"nodebake"`
 	Artifacts []Artifact `json:"artifacts"`
 	Packages  []Package  `json:"packages"`
 	// Update is what the image accepts updates from; nil: none at all.

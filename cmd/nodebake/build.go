@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/nodebake/nodebake/build"
@@ -21,7 +22,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	out := fs.String("o", "", "output image (default out/NAME-VERSION.img)")
 	compress := fs.String("compress", "", `"zstd" also writes IMAGE.zst`)
 	quiet := fs.Bool("q", false, "print nothing but errors")
-	src := fs.String("src", "", "nodebake source tree for the device binaries (default: found from the working folder)")
+	src := fs.String("src", "", "nodebake source tree for the device binaries, development builds only (default: found at or above the working folder or the spec's)")
 	cache := fs.String("cache", "", "cache folder (default: the user cache dir + /nodebake)")
 	mirror := fs.String("mirror", "", "folder or URL holding the release files and signer keys, for building without internet")
 	offline := fs.Bool("offline", false, "never download: releases come from --mirror or the cache")
@@ -48,10 +49,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *out == "" {
 		*out = filepath.Join("out", s.Name+"-"+s.Version+".img")
 	}
-	if *src == "" {
-		if *src, err = build.FindSource(".", s.Dir); err != nil {
-			return err
-		}
+	bi, _ := debug.ReadBuildInfo()
+	release, tree, err := build.DeviceSource(bi, *src, ".", s.Dir)
+	if err != nil {
+		return err
 	}
 	if *cache == "" {
 		dir, err := os.UserCacheDir()
@@ -64,7 +65,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	_, err = build.Build(ctx, build.Options{
-		Spec: s, Output: *out, CacheDir: *cache, Source: *src, Compress: *compress == "zstd",
+		Spec: s, Output: *out, CacheDir: *cache, Source: tree, Release: release, Compress: *compress == "zstd",
 		Mirror: *mirror, Offline: *offline, Log: log,
 	})
 	return err
