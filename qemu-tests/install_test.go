@@ -21,8 +21,8 @@ import (
 	modzip "golang.org/x/mod/zip"
 
 	"github.com/nodebake/nodebake/build"
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/rootfs"
 )
 
 // installVersion is the made-up version this checkout is published at, in
@@ -120,7 +120,7 @@ func TestInstalled(t *testing.T) {
 
 	want := build.Module + "@" + installVersion
 	img := filepath.Join(elsewhere, "out", "x.img")
-	var beside rootfs.Manifest
+	var beside contract.Manifest
 	if err := readJSON(build.ManifestPath(img), &beside); err != nil {
 		t.Fatal(err)
 	}
@@ -142,12 +142,12 @@ func TestInstalled(t *testing.T) {
 	if root == nil {
 		t.Fatal("no partition of the image holds a manifest")
 	}
-	var inside rootfs.Manifest
+	var inside contract.Manifest
 	if err := json.Unmarshal(root.Manifest, &inside); err != nil {
 		t.Fatal(err)
 	}
 	if inside.Nodebake != want {
-		t.Errorf("%s %s records nodebake %q, want %q", root.Name, disk.ManifestPath, inside.Nodebake, want)
+		t.Errorf("%s %s records nodebake %q, want %q", root.Name, contract.ManifestPath, inside.Nodebake, want)
 	}
 
 	nodectl, err := readSquashfsFile(img, root.Start, root.Size, "usr/bin/nodectl")
