@@ -1,4 +1,4 @@
-package ota
+package ota_test
 
 import (
 	"bytes"
@@ -18,11 +18,13 @@ import (
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestApplyToDiskImage(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, testName, "1.0.0")
+	img := buildImage(t, "1.0.0")
 	b := verified(t, makeBundle(t, "2.0.0"), "1.0.0")
 	before, err := disk.Inspect(img)
 	if err != nil {
@@ -35,7 +37,7 @@ func TestApplyToDiskImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt(random("data", int(data.Size)), data.Start); err != nil {
+	if _, err := f.WriteAt(otatest.Random("data", int(data.Size)), data.Start); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -44,7 +46,7 @@ func TestApplyToDiskImage(t *testing.T) {
 
 	esp := openFATESP(t, img)
 	var steps []string
-	err = Apply(context.Background(), b, Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp},
+	err = ota.Apply(context.Background(), b, ota.Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp},
 		func(step string, done, total int64) {
 			if done == total {
 				steps = append(steps, step)
@@ -62,7 +64,7 @@ func TestApplyToDiskImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slot holds root.img, byte for byte, and reads as the new root.
-	rb, _, err := b.OpenFile(RootFile)
+	rb, _, err := b.OpenFile(ota.RootFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +98,8 @@ func TestApplyToDiskImage(t *testing.T) {
 	for _, want := range []string{
 		"/nodebake/b/vmlinuz:" + strconv.FormatInt(b.Manifest.Kernel.Size, 10),
 		"/nodebake/b/initrd.img:" + strconv.FormatInt(b.Manifest.Initrd.Size, 10),
-		"/nodebake/a/vmlinuz:" + strconv.Itoa(300<<10),
-		"/nodebake/a/initrd.img:" + strconv.Itoa(500<<10),
+		"/nodebake/a/vmlinuz:" + strconv.Itoa(otatest.KernelSize),
+		"/nodebake/a/initrd.img:" + strconv.Itoa(otatest.InitrdSize),
 	} {
 		if !slices.Contains(espFiles, want) {
 			t.Errorf("ESP lacks %s: %v", want, espFiles)
@@ -122,7 +124,7 @@ func TestApplyToDiskImage(t *testing.T) {
 		t.Errorf("entry's slot %+v, want root-b %s, data %s", slot, rootB.UUID, data.UUID)
 	}
 	if eb.Linux != "/nodebake/b/vmlinuz" || !slices.Equal(eb.Initrd, []string{"/nodebake/b/initrd.img"}) || eb.Version != "2.0.0" ||
-		kernelArgs(eb.Options) != testKernelArgs {
+		kernelArgs(eb.Options) != otatest.KernelArgs {
 		t.Errorf("entry: %+v", eb)
 	}
 	if !reflect.DeepEqual(after.ESP.Entries[0], before.ESP.Entries[0]) {
@@ -142,17 +144,17 @@ func TestApplyToDiskImage(t *testing.T) {
 
 func TestApplyInterrupted(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, testName, "1.0.0")
+	img := buildImage(t, "1.0.0")
 	info, err := disk.Inspect(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rootB := part(t, info, contract.RootB)
 	esp := openFATESP(t, img)
-	target := Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp}
+	target := ota.Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp}
 
 	// A first update is applied but not booted yet: slot b has an entry.
-	if err := Apply(context.Background(), verified(t, makeBundle(t, "2.0.0"), "1.0.0"), target, nil); err != nil {
+	if err := ota.Apply(context.Background(), verified(t, makeBundle(t, "2.0.0"), "1.0.0"), target, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := entryFiles(t, esp); !slices.Equal(got, []string{"nodebake-a.conf", "nodebake-b+3.conf"}) {
@@ -162,8 +164,8 @@ func TestApplyInterrupted(t *testing.T) {
 	// A second one is cut off in the middle of writing the root.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err = Apply(ctx, verified(t, makeBundle(t, "3.0.0"), "1.0.0"), target, func(step string, done, total int64) {
-		if step == "write root" && done >= 2*chunk {
+	err = ota.Apply(ctx, verified(t, makeBundle(t, "3.0.0"), "1.0.0"), target, func(step string, done, total int64) {
+		if step == "write root" && done >= 2*ota.Chunk {
 			cancel()
 		}
 	})
@@ -194,21 +196,19 @@ func TestApplyRefuses(t *testing.T) {
 	t.Parallel()
 	b := makeBundle(t, "2.0.0")
 	dir := t.TempDir()
-	esp := ESPDir(filepath.Join(dir, "esp"))
-	if err := writeESP(esp, "loader/entries/nodebake-a+2-1.conf", builtEntry(testName, "1.0.0", b.Manifest.Slot("a"))); err != nil {
-		t.Fatal(err)
-	}
+	esp := ota.ESPDir(filepath.Join(dir, "esp"))
+	writeESP(t, esp, "loader/entries/nodebake-a+2-1.conf", builtEntry("1.0.0", b.Manifest.Slot("a")))
 	dev := filepath.Join(dir, "root-b")
 	if err := os.WriteFile(dev, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	target := Target{Active: "a", Device: dev, Size: testSlotSize, ESP: esp}
+	target := ota.Target{Active: "a", Device: dev, Size: otatest.SlotSize, ESP: esp}
 	ctx := context.Background()
-	if err := Apply(ctx, b, target, nil); err == nil || !strings.Contains(err.Error(), "call Verify first") {
+	if err := ota.Apply(ctx, b, target, nil); err == nil || !strings.Contains(err.Error(), "call Verify first") {
 		t.Errorf("unverified bundle: %v", err)
 	}
 	verified(t, b, "1.0.0")
-	if err := Apply(ctx, b, target, nil); err == nil || !strings.Contains(err.Error(), "the running slot a is not marked good (entry nodebake-a+2-1.conf is pending)") {
+	if err := ota.Apply(ctx, b, target, nil); err == nil || !strings.Contains(err.Error(), "the running slot a is not marked good (entry nodebake-a+2-1.conf is pending)") {
 		t.Errorf("running slot on trial: %v", err)
 	}
 	if err := esp.Rename("loader/entries/nodebake-a+2-1.conf", "loader/entries/nodebake-a.conf"); err != nil {
@@ -216,18 +216,18 @@ func TestApplyRefuses(t *testing.T) {
 	}
 	small := target
 	small.Size = disk.MiB
-	if err := Apply(ctx, b, small, nil); err == nil || !strings.Contains(err.Error(), "but the slot holds 1048576: this device's slots are too small") {
+	if err := ota.Apply(ctx, b, small, nil); err == nil || !strings.Contains(err.Error(), "but the slot holds 1048576: this device's slots are too small") {
 		t.Errorf("slot too small: %v", err)
 	}
-	if err := Apply(ctx, b, Target{Active: "a", Device: filepath.Join(dir, "none"), ESP: esp}, nil); err == nil || !strings.Contains(err.Error(), "root-b: open") {
+	if err := ota.Apply(ctx, b, ota.Target{Active: "a", Device: filepath.Join(dir, "none"), ESP: esp}, nil); err == nil || !strings.Contains(err.Error(), "root-b: open") {
 		t.Errorf("missing device: %v", err)
 	}
 }
 
 // copyESP copies an ESP directory, to try a branch of events on the copy.
-func copyESP(t *testing.T, esp ESPDir) ESPDir {
+func copyESP(t *testing.T, esp ota.ESPDir) ota.ESPDir {
 	t.Helper()
-	dst := ESPDir(t.TempDir())
+	dst := ota.ESPDir(t.TempDir())
 	if err := os.CopyFS(string(dst), os.DirFS(string(esp))); err != nil {
 		t.Fatal(err)
 	}
@@ -242,22 +242,20 @@ func TestBootCycle(t *testing.T) {
 	ctx := context.Background()
 	v1, v2, v3 := makeBundle(t, "1.0.0"), makeBundle(t, "2.0.0"), makeBundle(t, "3.0.0")
 	dir := t.TempDir()
-	esp := ESPDir(filepath.Join(dir, "esp"))
-	// As built: slot a holds v1, its entry without sort-key or counter.
-	if err := writeESP(esp, "loader/entries/nodebake-a.conf", builtEntry(testName, "1.0.0", v1.Manifest.Slot("a"))); err != nil {
-		t.Fatal(err)
-	}
+	esp := ota.ESPDir(filepath.Join(dir, "esp"))
+	// As built: slot a holds v1, its entry without a counter.
+	writeESP(t, esp, "loader/entries/nodebake-a.conf", builtEntry("1.0.0", v1.Manifest.Slot("a")))
 	devices := map[string]string{"a": filepath.Join(dir, "root-a"), "b": filepath.Join(dir, "root-b")}
 	for _, p := range devices {
-		if err := os.WriteFile(p, make([]byte, testSlotSize), 0o644); err != nil {
+		if err := os.WriteFile(p, make([]byte, otatest.SlotSize), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	apply := func(b *Bundle, running, version string) error {
+	apply := func(b *ota.Bundle, running, version string) error {
 		verified(t, b, version)
-		return Apply(ctx, b, Target{Active: running, Device: devices[Other(running)], ESP: esp}, nil)
+		return ota.Apply(ctx, b, ota.Target{Active: running, Device: devices[ota.Other(running)], ESP: esp}, nil)
 	}
-	expect := func(step string, esp ESPDir, entries []string, next string) {
+	expect := func(step string, esp ota.ESPDir, entries []string, next string) {
 		t.Helper()
 		if got := entryFiles(t, esp); !slices.Equal(got, entries) {
 			t.Errorf("%s: entries %v, want %v", step, got, entries)
@@ -266,7 +264,7 @@ func TestBootCycle(t *testing.T) {
 			t.Errorf("%s: slot %s boots next, want %s", step, got, next)
 		}
 	}
-	boot := func(esp ESPDir, want string) {
+	boot := func(esp ota.ESPDir, want string) {
 		t.Helper()
 		if e := bootAttempt(t, esp); e.Slot != want {
 			t.Fatalf("booted slot %s (%s), want %s", e.Slot, e.File, want)
@@ -293,12 +291,12 @@ func TestBootCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("v3 applied to a", esp, []string{"nodebake-a+3.conf", "nodebake-b.conf"}, "a")
-	for range triesNew {
+	for range ota.TriesNew {
 		boot(esp, "a")
 	}
 	expect("v3 failed", esp, []string{"nodebake-a+0-3.conf", "nodebake-b.conf"}, "b")
 	boot(esp, "b")
-	if err := Rollback(esp, "b"); err == nil || !strings.Contains(err.Error(), "slot a failed to boot (entry nodebake-a+0-3.conf)") {
+	if err := ota.Rollback(esp, "b"); err == nil || !strings.Contains(err.Error(), "slot a failed to boot (entry nodebake-a+0-3.conf)") {
 		t.Errorf("rollback to a failed slot: %v", err)
 	}
 
@@ -309,7 +307,7 @@ func TestBootCycle(t *testing.T) {
 	}
 	expect("v1 applied to a", esp, []string{"nodebake-a+3.conf", "nodebake-b+0.conf"}, "a")
 	failed := copyESP(t, esp)
-	for range triesNew {
+	for range ota.TriesNew {
 		boot(failed, "a")
 	}
 	expect("v1 failed", failed, []string{"nodebake-a+0-3.conf", "nodebake-b+0.conf"}, "b")
@@ -318,11 +316,11 @@ func TestBootCycle(t *testing.T) {
 	// and calling it twice changes nothing.
 	boot(esp, "a")
 	bless(t, esp, "a")
-	if err := Rollback(esp, "a"); err != nil {
+	if err := ota.Rollback(esp, "a"); err != nil {
 		t.Fatal(err)
 	}
 	expect("rolled back to v2", esp, []string{"nodebake-a.conf", "nodebake-b+3.conf"}, "b")
-	if err := Rollback(esp, "a"); err != nil {
+	if err := ota.Rollback(esp, "a"); err != nil {
 		t.Fatal(err)
 	}
 	expect("rolled back twice", esp, []string{"nodebake-a.conf", "nodebake-b+3.conf"}, "b")
@@ -331,12 +329,12 @@ func TestBootCycle(t *testing.T) {
 
 	// Rolling back from v2 to the older v1 sets v2 aside; if v1 then
 	// fails, v2 boots again.
-	if err := Rollback(esp, "b"); err != nil {
+	if err := ota.Rollback(esp, "b"); err != nil {
 		t.Fatal(err)
 	}
 	expect("rolled back to v1", esp, []string{"nodebake-a+3.conf", "nodebake-b+0.conf"}, "a")
 	failed = copyESP(t, esp)
-	for range triesNew {
+	for range ota.TriesNew {
 		boot(failed, "a")
 	}
 	expect("v1 failed after rollback", failed, []string{"nodebake-a+0-3.conf", "nodebake-b+0.conf"}, "b")
@@ -355,11 +353,11 @@ func TestBootCycle(t *testing.T) {
 func TestActiveSlot(t *testing.T) {
 	t.Parallel()
 	b := makeBundle(t, "2.0.0")
-	cmdline := "BOOT_IMAGE=/nodebake/b/vmlinuz " + testKernelArgs + " " + b.Manifest.Slot("b").Format() + "\n"
-	if got, err := ActiveSlot(cmdline); err != nil || got != "b" {
+	cmdline := "BOOT_IMAGE=/nodebake/b/vmlinuz " + otatest.KernelArgs + " " + b.Manifest.Slot("b").Format() + "\n"
+	if got, err := ota.ActiveSlot(cmdline); err != nil || got != "b" {
 		t.Errorf("ActiveSlot = %q, %v; want b", got, err)
 	}
-	if _, err := ActiveSlot("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro"); err == nil || !strings.Contains(err.Error(), "lacks nodebake.slot") {
+	if _, err := ota.ActiveSlot("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro"); err == nil || !strings.Contains(err.Error(), "lacks nodebake.slot") {
 		t.Errorf("ActiveSlot of a foreign command line: %v", err)
 	}
 }

@@ -1,131 +1,80 @@
-package ota
+package ota_test
 
 import (
 	"bytes"
 	"context"
-	"io"
-	"log"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ggcrrandom "github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
+	"github.com/nodebake/nodebake/ota/otatest"
 )
 
-// sameFiles checks that two bundles hold the same bytes.
-func sameFiles(t *testing.T, want, got *Bundle) {
+// source parses the text form of a source.
+func source(t *testing.T, text string) ota.Source {
 	t.Helper()
-	if !bytes.Equal(want.raw, got.raw) || !bytes.Equal(want.sig, got.sig) {
-		t.Error("manifest or signature differs")
+	s, err := ota.ParseSource(text)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range []string{KernelFile, InitrdFile, RootFile} {
-		a, _, err := want.OpenFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _, err := got.OpenFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ab, _ := io.ReadAll(a)
-		bb, _ := io.ReadAll(b)
-		a.Close()
-		b.Close()
-		if !bytes.Equal(ab, bb) {
-			t.Errorf("%s differs", f)
-		}
-	}
+	return s
 }
 
+// A device checks the manifest a registry offers first, then downloads
+// the whole bundle (bundler's tests check what Publish pushes).
 func TestRegistry(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := otatest.Server(t.TempDir())
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	ref := host + "/nodebake/node:2.0.0"
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
-
-	var last [2]int64
-	digest, err := Publish(ctx, b, ref, func(step string, done, total int64) { last = [2]int64{done, total} })
-	if err != nil {
+	if _, err := bundler.Publish(ctx, b, ref, nil); err != nil {
 		t.Fatal(err)
-	}
-	if last[0] != last[1] || last[1] < b.Manifest.Root.Size {
-		t.Errorf("publish progress ended at %d of %d bytes", last[0], last[1])
 	}
 
-	// The registry holds an OCI artifact: our artifactType, the empty
-	// config, one layer per file with its own media type and title.
-	r, err := name.ParseReference(ref)
+	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
+	s := source(t, "oci://"+ref)
+	head, err := s.FetchManifest(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := remote.Get(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if desc.Digest.String() != digest {
-		t.Errorf("tag points at %s, Publish returned %s", desc.Digest, digest)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.ArtifactType != ArtifactType || m.Config.MediaType != "application/vnd.oci.empty.v1+json" || m.Config.Size != 2 {
-		t.Errorf("manifest: artifactType %q, config %+v", m.ArtifactType, m.Config)
-	}
-	if m.Annotations[annotationVersion] != "2.0.0" || m.Annotations[annotationCompatible] != testName {
-		t.Errorf("manifest annotations: %v", m.Annotations)
-	}
-	if len(m.Layers) != len(files) {
-		t.Fatalf("%d layers, want %d", len(m.Layers), len(files))
-	}
-	for i, l := range m.Layers {
-		if l.MediaType != mediaTypes[files[i]] || l.Annotations[annotationTitle] != files[i] {
-			t.Errorf("layer %d: %s titled %q, want %s for %s", i, l.MediaType, l.Annotations[annotationTitle], mediaTypes[files[i]], files[i])
-		}
-	}
-	if root := m.Layers[len(m.Layers)-1]; root.Digest.Hex != b.Manifest.Root.SHA256 || root.Size != b.Manifest.Root.Size {
-		t.Errorf("root layer %s (%d bytes), manifest says %s (%d bytes)", root.Digest, root.Size, b.Manifest.Root.SHA256, b.Manifest.Root.Size)
-	}
-
-	// A device checks the manifest first, then pulls the whole bundle.
-	policy := Policy{Key: testPub, Running: Identity{Name: testName, Version: "1.0.0"}}
-	head, err := PullManifest(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := VerifyManifest(head, policy); err != nil {
+	if err := ota.VerifyManifest(head, policy); err != nil {
 		t.Fatalf("pulled manifest: %v", err)
 	}
-	if err := Verify(ctx, head, policy, nil); err == nil || !strings.Contains(err.Error(), "only the manifest") {
+	if err := ota.Verify(ctx, head, policy, nil); err == nil || !strings.Contains(err.Error(), "only the manifest") {
 		t.Errorf("Verify of a manifest-only bundle: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "download")
-	pulled, err := Pull(ctx, ref, dir, nil)
+	pulled, err := s.Download(ctx, head, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, pulled, policy, nil); err != nil {
+	if err := ota.Verify(ctx, pulled, policy, nil); err != nil {
 		t.Fatalf("pulled bundle: %v", err)
 	}
 	sameFiles(t, b, pulled)
 	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	if len(leftovers) != 0 {
-		t.Errorf("Pull left temporary files: %v", leftovers)
+		t.Errorf("Download left temporary files: %v", leftovers)
 	}
 
-	// Pulling again into the same directory replaces the files.
-	if _, err := Pull(ctx, ref, dir, nil); err != nil {
-		t.Fatalf("second pull into %s: %v", dir, err)
+	// Downloading again into the same directory replaces the files.
+	if _, err := s.Download(ctx, head, dir, nil); err != nil {
+		t.Fatalf("second download into %s: %v", dir, err)
 	}
 
 	// Something else under a tag is not taken for a bundle.
@@ -138,36 +87,37 @@ func TestRegistry(t *testing.T) {
 	if err := remote.Write(otherRef, img); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Pull(ctx, other, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "is not a nodebake bundle") {
+	if _, err := source(t, "oci://"+other).FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "not a nodebake bundle") {
 		t.Errorf("pulling a container image: %v", err)
 	}
-	if _, err := PullManifest(ctx, host+"/nodebake/node:9.9.9"); err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
+	if _, err := source(t, "oci://"+host+"/nodebake/node:9.9.9").FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
 		t.Errorf("pulling a missing tag: %v", err)
 	}
 }
 
+// A folder written by PublishDir on a web server.
 func TestStaticFiles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
 	www := t.TempDir()
-	if err := PublishDir(ctx, b, filepath.Join(www, "node", "stable"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "node", "stable"), nil); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(http.FileServer(http.Dir(www)))
+	srv := otatest.Server(www)
 	defer srv.Close()
-	base := srv.URL + "/node/stable/"
+	s := source(t, srv.URL+"/bundles/node/stable/")
 
-	policy := Policy{Key: testPub, Running: Identity{Name: testName, Version: "1.0.0"}}
-	head, err := FetchManifest(ctx, base)
+	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
+	head, err := s.FetchManifest(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := VerifyManifest(head, policy); err != nil {
+	if err := ota.VerifyManifest(head, policy); err != nil {
 		t.Fatalf("fetched manifest: %v", err)
 	}
 	var steps []string
-	fetched, err := Fetch(ctx, base, filepath.Join(t.TempDir(), "download"), func(step string, done, total int64) {
+	fetched, err := s.Download(ctx, head, filepath.Join(t.TempDir(), "download"), func(step string, done, total int64) {
 		if done == total && total > 0 {
 			steps = append(steps, step)
 		}
@@ -178,27 +128,257 @@ func TestStaticFiles(t *testing.T) {
 	if strings.Join(steps, " ") != "vmlinuz initrd.img root.img" {
 		t.Errorf("progress finished steps %v", steps)
 	}
-	if err := Verify(ctx, fetched, policy, nil); err != nil {
+	if err := ota.Verify(ctx, fetched, policy, nil); err != nil {
 		t.Fatalf("fetched bundle: %v", err)
 	}
 	sameFiles(t, b, fetched)
 
 	// A root.img replaced on the server stops the download, and nothing
 	// is renamed into place.
-	rootPath := filepath.Join(www, "node", "stable", RootFile)
+	rootPath := filepath.Join(www, "bundles", "node", "stable", ota.RootFile)
 	data := readFile(t, rootPath)
 	data[len(data)/2] ^= 0x80
 	if err := os.WriteFile(rootPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "download")
-	if _, err := Fetch(ctx, base, dir, nil); err == nil || !strings.Contains(err.Error(), "root.img: sha256 is") {
+	if _, err := s.Download(ctx, head, dir, nil); err == nil || !strings.Contains(err.Error(), "root.img: sha256 is") {
 		t.Errorf("fetching a damaged root.img: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, RootFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, ota.RootFile)); !os.IsNotExist(err) {
 		t.Error("a damaged root.img was kept")
 	}
-	if _, err := Fetch(ctx, srv.URL+"/node/missing/", dir, nil); err == nil || !strings.Contains(err.Error(), "404 Not Found") {
+	if _, err := source(t, srv.URL+"/bundles/node/missing/").FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "404 Not Found") {
 		t.Errorf("fetching from a missing directory: %v", err)
 	}
+}
+
+// webFolder serves a bundle folder whose files pick chooses: the folder
+// to serve the n-th request (from 1) for file from, or "" for a handler
+// of its own.
+func webFolder(t *testing.T, pick func(file string, n int) string, own http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	count := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		file := filepath.Base(r.URL.Path)
+		mu.Lock()
+		count[file]++
+		n := count[file]
+		mu.Unlock()
+		if dir := pick(file, n); dir != "" {
+			http.ServeFile(w, r, filepath.Join(dir, file))
+			return
+		}
+		own(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// signedSize is the size the manifest gives a bundle file, or a
+// temporary file being written for it.
+func signedSize(m *ota.Manifest, file string) int64 {
+	for _, f := range []string{ota.KernelFile, ota.InitrdFile, ota.RootFile} {
+		if file == f || strings.HasPrefix(file, "."+f+".tmp") {
+			return m.File(f).Size
+		}
+	}
+	return 1 << 20 // the manifest and signature: a few hundred bytes
+}
+
+// oversize describes the files in dir that are larger than the signed
+// manifest allows; "" if there are none.
+func oversize(dir string, m *ota.Manifest) string {
+	entries, _ := os.ReadDir(dir)
+	var found []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue // renamed or removed meanwhile
+		}
+		if info.Size() > signedSize(m, e.Name()) {
+			found = append(found, fmt.Sprintf("%s is %d bytes, the signed manifest allows %d", e.Name(), info.Size(), signedSize(m, e.Name())))
+		}
+	}
+	return strings.Join(found, "; ")
+}
+
+// checkSizes fails if a file in dir is larger than the signed manifest
+// allows.
+func checkSizes(t *testing.T, dir string, m *ota.Manifest) {
+	t.Helper()
+	if s := oversize(dir, m); s != "" {
+		t.Error(s)
+	}
+}
+
+// A download goes by the manifest the device verified, never by what a
+// server offers next: a server that swaps the bundle between the manifest
+// fetch and the download, or sends more than was signed, gets nothing
+// unsigned accepted and cannot fill the disk.
+func TestDownloadFollowsSignedManifest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b1, b2 := makeBundle(t, "1.0.0"), makeBundle(t, "2.0.0")
+	www := t.TempDir()
+	v1, v2 := filepath.Join(www, "v1"), filepath.Join(www, "v2")
+	for dir, b := range map[string]*ota.Bundle{v1: b1, v2: b2} {
+		if err := bundler.PublishDir(ctx, b, dir, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "0.9.0"}}
+	raw1, _ := b1.Signed()
+	isManifest := func(file string) bool { return file == ota.ManifestFile || file == ota.SignatureFile }
+	// head fetches and verifies the manifest the server offers first: v1's.
+	head := func(t *testing.T, s ota.Source) *ota.Bundle {
+		t.Helper()
+		h, err := s.FetchManifest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ota.VerifyManifest(h, policy); err != nil {
+			t.Fatal(err)
+		}
+		if h.Manifest.Version != "1.0.0" {
+			t.Fatalf("the server offered %s first, want 1.0.0", h.Manifest.Version)
+		}
+		return h
+	}
+	// swapped serves v1's manifest and signature once, then v2's; the
+	// other files from v2 if swap says so.
+	swapped := func(swap func(file string) bool) func(string, int) string {
+		return func(file string, n int) string {
+			if isManifest(file) && n == 1 || !isManifest(file) && !swap(file) {
+				return v1
+			}
+			return v2
+		}
+	}
+
+	for _, c := range []struct {
+		name string
+		swap func(file string) bool // which of the other files come from v2
+		fail string                 // the error expected; "": none
+	}{
+		{"everything swapped", func(string) bool { return true }, "vmlinuz: sha256 is"},
+		{"root.img swapped", func(f string) bool { return f == ota.RootFile }, "root.img"},
+		{"manifest swapped", func(string) bool { return false }, ""},
+	} {
+		t.Run("web: "+c.name, func(t *testing.T) {
+			srv := webFolder(t, swapped(c.swap), nil)
+			s := source(t, srv.URL+"/stable/")
+			h := head(t, s)
+			dir := filepath.Join(t.TempDir(), "download")
+			got, err := s.Download(ctx, h, dir, nil)
+			checkSizes(t, dir, &h.Manifest)
+			if c.fail != "" {
+				if err == nil || !strings.Contains(err.Error(), c.fail) {
+					t.Fatalf("Download: %v, want an error containing %q", err, c.fail)
+				}
+				for _, f := range []string{ota.RootFile, ota.ManifestFile, ota.SignatureFile} {
+					if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+						t.Errorf("a failed download left %s", f)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The folder holds v1, with head's own manifest bytes: the
+			// manifest was not fetched again.
+			if !bytes.Equal(readFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
+				t.Error("the downloaded manifest.json is not the one verified")
+			}
+			if err := ota.Verify(ctx, got, policy, nil); err != nil || got.Manifest.Version != "1.0.0" {
+				t.Fatalf("downloaded bundle: %s, %v", got.Manifest.Version, err)
+			}
+			sameFiles(t, b1, got)
+		})
+	}
+
+	t.Run("web: endless root.img", func(t *testing.T) {
+		signed, limit := b1.Manifest.Root.Size, 16*b1.Manifest.Root.Size
+		dir := filepath.Join(t.TempDir(), "download")
+		var sent atomic.Int64
+		var seen atomic.Value // what the server saw in dir while sending
+		srv := webFolder(t, func(file string, _ int) string {
+			if file == ota.RootFile {
+				return ""
+			}
+			return v1
+		}, func(w http.ResponseWriter, r *http.Request) {
+			// No Content-Length: the body goes on until the client hangs
+			// up (or, should it not, at 16 times the signed size).
+			buf := bytes.Repeat([]byte{0x5a}, 64<<10)
+			for sent.Load() < limit && r.Context().Err() == nil {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				sent.Add(int64(len(buf)))
+				if s := oversize(dir, &b1.Manifest); s != "" {
+					seen.CompareAndSwap(nil, s)
+				}
+			}
+		})
+		s := source(t, srv.URL+"/stable/")
+		h := head(t, s)
+		_, err := s.Download(ctx, h, dir, func(step string, done, total int64) {
+			if done > total {
+				t.Errorf("%s: %d of %d bytes", step, done, total)
+			}
+			checkSizes(t, dir, &h.Manifest)
+		})
+		if err == nil || !strings.Contains(err.Error(), "root.img: sha256 is") {
+			t.Errorf("Download of an endless root.img: %v", err)
+		}
+		checkSizes(t, dir, &h.Manifest)
+		if _, err := os.Stat(filepath.Join(dir, ota.RootFile)); !os.IsNotExist(err) {
+			t.Error("the endless root.img was kept")
+		}
+		srv.Close() // waits for the handler
+		if s, _ := seen.Load().(string); s != "" {
+			t.Errorf("during the download: %s", s)
+		}
+		switch n := sent.Load(); {
+		case n <= signed:
+			t.Errorf("the server sent only %d bytes, the signed size is %d: the test proves nothing", n, signed)
+		case n >= limit:
+			t.Errorf("the server sent %d bytes: the client read the endless body to its end instead of hanging up after the signed %d", n, signed)
+		}
+	})
+
+	// A registry tag moved to v2 after the manifest fetch: the files are
+	// the blobs whose digests head signed, so v1 arrives exactly.
+	t.Run("oci: tag moved", func(t *testing.T) {
+		srv := otatest.Server(t.TempDir())
+		defer srv.Close()
+		ref := strings.TrimPrefix(srv.URL, "http://") + "/nodebake/node:stable"
+		if _, err := bundler.Publish(ctx, b1, ref, nil); err != nil {
+			t.Fatal(err)
+		}
+		s := source(t, "oci://"+ref)
+		h := head(t, s)
+		if _, err := bundler.Publish(ctx, b2, ref, nil); err != nil {
+			t.Fatal(err)
+		}
+		if now, err := s.FetchManifest(ctx); err != nil || now.Manifest.Version != "2.0.0" {
+			t.Fatalf("after the second push the tag offers %s (%v), want 2.0.0", now.Manifest.Version, err)
+		}
+		dir := filepath.Join(t.TempDir(), "download")
+		got, err := s.Download(ctx, h, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
+			t.Error("the downloaded manifest.json is not the one verified")
+		}
+		if err := ota.Verify(ctx, got, policy, nil); err != nil || got.Manifest.Version != "1.0.0" {
+			t.Fatalf("downloaded bundle: %s, %v", got.Manifest.Version, err)
+		}
+		sameFiles(t, b1, got)
+	})
 }

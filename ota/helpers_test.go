@@ -1,126 +1,42 @@
-package ota
+package ota_test
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
-	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/google/uuid"
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/verity"
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
+	"github.com/nodebake/nodebake/ota/otatest"
 )
 
-const (
-	testName       = "node"
-	testKernelArgs = "console=ttyS0,115200 console=tty0 ro printk.devkmsg=on"
-	testESPSize    = 34 * disk.MiB // just above the FAT32 floor of 65525 clusters
-	testSlotSize   = 8 * disk.MiB
-	testDataSize   = 2 * disk.MiB
-	testPayload    = 3 * disk.MiB // incompressible, so the root spans several copy chunks
-)
-
-var testNamespace = uuid.MustParse("3c1f1e0a-6a8b-4c3d-9e2f-1a2b3c4d5e6f")
-
-// partUUID derives a PARTUUID from the image name alone, as the builder
-// does, so every version of an image agrees on them.
-func partUUID(name, role string) string {
-	return uuid.NewSHA1(testNamespace, []byte(name+"/"+role)).String()
-}
-
-// random returns n bytes that depend only on seed.
-func random(seed string, n int) []byte {
-	s := sha256.Sum256([]byte(seed))
-	r := rand.NewChaCha8(s)
-	b := make([]byte, n)
-	r.Read(b)
-	return b
-}
-
-// buildImage makes a real nodebake-shaped disk image of the given version:
-// a zstd squashfs root with a manifest and verity data in root-a, an ESP
-// with slot a's kernel, initramfs and boot entry written the way the image
-// builder writes them, an empty root-b and data partition.
-func buildImage(t *testing.T, name, version string) string {
-	t.Helper()
-	dir := t.TempDir()
-	tree := filepath.Join(dir, "tree")
-	for p, content := range map[string][]byte{
-		"usr/share/nodebake/manifest.json": fmt.Appendf(nil, `{"name":%q,"version":%q}`, name, version),
-		"etc/hostname":                     []byte(name + "\n"),
-		"usr/lib/payload":                  random(name+version+"payload", testPayload),
-	} {
-		p = filepath.Join(tree, p)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root := filepath.Join(dir, "root.img")
-	cmd := exec.Command("mksquashfs", tree, root, "-comp", "zstd", "-reproducible", "-mkfs-time", "0", "-all-time", "0",
-		"-all-root", "-quiet", "-no-progress")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v\n%s", err, out)
-	}
-	salt := sha256.Sum256([]byte(name + version))
-	v, err := verity.FormatFile(root, salt[:], uuid.NewSHA1(testNamespace, []byte(name+version)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	slot := contract.Slot{Name: "a", RootPartUUID: partUUID(name, "root-a"), DataPartUUID: partUUID(name, "data"), Verity: v}
-	entry := builtEntry(name, version, slot)
-	esp := filepath.Join(dir, "esp.img")
-	if err := disk.ESP(esp, testESPSize, map[string][]byte{
-		"EFI/BOOT/BOOTX64.EFI":           []byte("MZ stands in for systemd-boot"),
-		"loader/loader.conf":             []byte("timeout 0\neditor no\n"),
-		"loader/entries/nodebake-a.conf": entry,
-		"nodebake/a/vmlinuz":             random(version+"kernel", 300<<10),
-		"nodebake/a/initrd.img":          random(version+"initrd", 500<<10),
-	}, time.Unix(0, 0)); err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(dir, name+"-"+version+".img")
-	if err := disk.Write(img, partUUID(name, "disk"), []disk.Partition{
-		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: partUUID(name, "esp"), Size: testESPSize, Content: esp},
-		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-a"), Size: testSlotSize, Content: root},
-		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: partUUID(name, "root-b"), Size: testSlotSize},
-		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: partUUID(name, "data"), Size: testDataSize},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-// builtEntry is slot a's boot entry as the image builder writes it today:
-// no sort-key.
-func builtEntry(name, version string, slot contract.Slot) []byte {
-	return fmt.Appendf(nil, "title %s %s (slot a)\nversion %s\nlinux /nodebake/a/vmlinuz\ninitrd /nodebake/a/initrd.img\noptions %s %s\n",
-		name, version, version, testKernelArgs, slot.Format())
-}
+const testName = "node"
 
 // testKey is one signing key for the whole test binary.
-var testPub, testPriv = GenerateKey()
+var testPub, testPriv = ota.GenerateKey()
+
+// buildImage builds a test image (otatest.Image) of version.
+func buildImage(t *testing.T, version string) string {
+	t.Helper()
+	return otatest.Image{Name: testName, Version: version}.Build(t, t.TempDir())
+}
 
 // makeBundle builds an image of version and a bundle from it.
-func makeBundle(t *testing.T, version string) *Bundle {
+func makeBundle(t *testing.T, version string) *ota.Bundle {
 	t.Helper()
-	b, err := Create(context.Background(), buildImage(t, testName, version), testPriv, filepath.Join(t.TempDir(), "bundle"), nil)
+	b, err := bundler.Create(context.Background(), buildImage(t, version), testPriv, filepath.Join(t.TempDir(), "bundle"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +45,45 @@ func makeBundle(t *testing.T, version string) *Bundle {
 
 // verified returns b once Verify accepted it for a device running the
 // given version (downgrades allowed).
-func verified(t *testing.T, b *Bundle, running string) *Bundle {
+func verified(t *testing.T, b *ota.Bundle, running string) *ota.Bundle {
 	t.Helper()
-	p := Policy{Key: testPub, Running: Identity{Name: testName, Version: running}, AllowDowngrade: true}
-	if err := Verify(context.Background(), b, p, nil); err != nil {
+	p := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: running}, AllowDowngrade: true}
+	if err := ota.Verify(context.Background(), b, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// builtEntry is slot a's boot entry as the image builder writes it.
+func builtEntry(version string, slot contract.Slot) []byte {
+	return contract.EntryConf(testName, version, otatest.KernelArgs, slot)
+}
+
+// kernelArgs is a boot entry's options without the slot's parameters.
+func kernelArgs(options string) string {
+	var keep []string
+	for _, f := range strings.Fields(options) {
+		if !strings.HasPrefix(f, "nodebake.") {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// writeESP writes a small file to an ESP.
+func writeESP(t *testing.T, esp ota.ESP, name string, data []byte) {
+	t.Helper()
+	w, err := esp.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Write(data)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // part finds a partition of an image.
@@ -270,19 +218,19 @@ func (e *fatESP) Remove(name string) error {
 // bootAttempt does what systemd-boot does at power-on: pick the first
 // entry of its order and, if it counts boots, rename it with one try less
 // and one more done. It returns the entry booted.
-func bootAttempt(t *testing.T, esp ESP) Entry {
+func bootAttempt(t *testing.T, esp ota.ESP) ota.Entry {
 	t.Helper()
-	entries, err := ReadEntries(esp)
+	entries, err := ota.ReadEntries(esp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, ok := NextBoot(entries)
+	e, ok := ota.NextBoot(entries)
 	if !ok {
 		t.Fatal("no entry to boot")
 	}
 	if e.TriesLeft >= 0 {
-		n := entryName{slot: e.Slot, left: max(e.TriesLeft-1, 0), done: e.TriesDone + 1}
-		if err := esp.Rename(entriesDir+"/"+e.File, entriesDir+"/"+n.file()); err != nil {
+		n := ota.EntryFile(e.Slot, max(e.TriesLeft-1, 0), e.TriesDone+1)
+		if err := esp.Rename(contract.EntriesDir+"/"+e.File, contract.EntriesDir+"/"+n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -291,27 +239,27 @@ func bootAttempt(t *testing.T, esp ESP) Entry {
 
 // bless does what systemd-bless-boot does after boot-complete.target:
 // drop the counter of the booted slot's entry.
-func bless(t *testing.T, esp ESP, slot string) {
+func bless(t *testing.T, esp ota.ESP, slot string) {
 	t.Helper()
-	entries, err := ReadEntries(esp)
+	entries, err := ota.ReadEntries(esp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, ok := slotEntry(entries, slot)
+	e, ok := ota.SlotEntry(entries, slot)
 	if !ok {
 		t.Fatalf("slot %s has no entry to bless", slot)
 	}
 	if e.TriesLeft >= 0 {
-		if err := esp.Rename(entriesDir+"/"+e.File, entriesDir+"/nodebake-"+slot+".conf"); err != nil {
+		if err := esp.Rename(contract.EntriesDir+"/"+e.File, contract.EntriesDir+"/"+contract.EntryName(slot)); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
 // entryFiles lists the entry file names on esp, sorted.
-func entryFiles(t *testing.T, esp ESP) []string {
+func entryFiles(t *testing.T, esp ota.ESP) []string {
 	t.Helper()
-	names, err := esp.ReadDir(entriesDir)
+	names, err := esp.ReadDir(contract.EntriesDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,15 +268,42 @@ func entryFiles(t *testing.T, esp ESP) []string {
 }
 
 // nextSlot is the slot systemd-boot boots next.
-func nextSlot(t *testing.T, esp ESP) string {
+func nextSlot(t *testing.T, esp ota.ESP) string {
 	t.Helper()
-	entries, err := ReadEntries(esp)
+	entries, err := ota.ReadEntries(esp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, ok := NextBoot(entries)
+	e, ok := ota.NextBoot(entries)
 	if !ok {
 		t.Fatal("no boot entry")
 	}
 	return e.Slot
+}
+
+// sameFiles checks that two bundles hold the same bytes.
+func sameFiles(t *testing.T, want, got *ota.Bundle) {
+	t.Helper()
+	wantRaw, wantSig := want.Signed()
+	gotRaw, gotSig := got.Signed()
+	if !bytes.Equal(wantRaw, gotRaw) || !bytes.Equal(wantSig, gotSig) {
+		t.Error("manifest or signature differs")
+	}
+	for _, f := range []string{ota.KernelFile, ota.InitrdFile, ota.RootFile} {
+		a, _, err := want.OpenFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := got.OpenFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ab, _ := io.ReadAll(a)
+		bb, _ := io.ReadAll(b)
+		a.Close()
+		b.Close()
+		if !bytes.Equal(ab, bb) {
+			t.Errorf("%s differs", f)
+		}
+	}
 }

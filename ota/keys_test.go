@@ -1,4 +1,4 @@
-package ota
+package ota_test
 
 import (
 	"bytes"
@@ -6,16 +6,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodebake/nodebake/ota"
 )
 
 func TestKeyFiles(t *testing.T) {
 	dir := t.TempDir()
-	pub, priv := GenerateKey()
+	pub, priv := ota.GenerateKey()
 	privPath, pubPath := filepath.Join(dir, "update.key"), filepath.Join(dir, "update.pub")
-	if err := SavePrivateKey(privPath, priv); err != nil {
+	if err := ota.SavePrivateKey(privPath, priv); err != nil {
 		t.Fatal(err)
 	}
-	if err := SavePublicKey(pubPath, pub); err != nil {
+	if err := ota.SavePublicKey(pubPath, pub); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(privPath)
@@ -37,41 +39,41 @@ func TestKeyFiles(t *testing.T) {
 		t.Errorf("key directory holds %d files, want 2", len(entries))
 	}
 
-	gotPriv, err := LoadPrivateKey(privPath)
+	gotPriv, err := ota.LoadPrivateKey(privPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !gotPriv.Equal(priv) {
 		t.Error("private key does not round-trip")
 	}
-	gotPub, err := LoadPublicKey(pubPath)
+	gotPub, err := ota.LoadPublicKey(pubPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !gotPub.Equal(pub) {
 		t.Error("public key does not round-trip")
 	}
-	if p, err := ParsePublicKey("  " + FormatPublicKey(pub) + "\n"); err != nil || !p.Equal(pub) {
+	if p, err := ota.ParsePublicKey("  " + ota.FormatPublicKey(pub) + "\n"); err != nil || !p.Equal(pub) {
 		t.Errorf("ParsePublicKey of the text form with white space: %v", err)
 	}
-	if len(KeyID(pub)) != 16 || KeyID(pub) == KeyID(testPub) {
-		t.Errorf("KeyID %q: want 16 hex digits distinct per key", KeyID(pub))
+	if len(ota.KeyID(pub)) != 16 || ota.KeyID(pub) == ota.KeyID(testPub) {
+		t.Errorf("KeyID %q: want 16 hex digits distinct per key", ota.KeyID(pub))
 	}
 
-	_, other := GenerateKey()
-	if err := SavePrivateKey(privPath, other); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
+	_, other := ota.GenerateKey()
+	if err := ota.SavePrivateKey(privPath, other); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Errorf("SavePrivateKey over an existing key: %v", err)
 	}
-	if k, _ := LoadPrivateKey(privPath); !k.Equal(priv) {
+	if k, _ := ota.LoadPrivateKey(privPath); !k.Equal(priv) {
 		t.Error("the existing key was replaced")
 	}
 }
 
 func TestKeyRefusals(t *testing.T) {
 	dir := t.TempDir()
-	_, priv := GenerateKey()
+	_, priv := ota.GenerateKey()
 	loose := filepath.Join(dir, "loose.key")
-	if err := SavePrivateKey(loose, priv); err != nil {
+	if err := ota.SavePrivateKey(loose, priv); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(loose, 0o644); err != nil {
@@ -85,11 +87,11 @@ func TestKeyRefusals(t *testing.T) {
 		err  error
 		want string
 	}{
-		"readable by others": {func() error { _, err := LoadPrivateKey(loose); return err }(), "chmod 600"},
-		"not PEM":            {func() error { _, err := LoadPrivateKey(notPEM); return err }(), "not a PEM"},
-		"missing":            {func() error { _, err := LoadPrivateKey(filepath.Join(dir, "none")); return err }(), "no such file"},
-		"wrong prefix":       {func() error { _, err := ParsePublicKey("ssh-ed25519 AAAA"); return err }(), "want ed25519:<base64>"},
-		"short key":          {func() error { _, err := ParsePublicKey("ed25519:AAAA"); return err }(), "want 32 base64-encoded bytes"},
+		"readable by others": {func() error { _, err := ota.LoadPrivateKey(loose); return err }(), "chmod 600"},
+		"not PEM":            {func() error { _, err := ota.LoadPrivateKey(notPEM); return err }(), "not a PEM"},
+		"missing":            {func() error { _, err := ota.LoadPrivateKey(filepath.Join(dir, "none")); return err }(), "no such file"},
+		"wrong prefix":       {func() error { _, err := ota.ParsePublicKey("ssh-ed25519 AAAA"); return err }(), "want ed25519:<base64>"},
+		"short key":          {func() error { _, err := ota.ParsePublicKey("ed25519:AAAA"); return err }(), "want 32 base64-encoded bytes"},
 	}
 	for name, c := range cases {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {

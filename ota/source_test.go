@@ -1,16 +1,14 @@
-package ota
+package ota_test
 
 import (
 	"context"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
+	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestParseSource(t *testing.T) {
@@ -21,7 +19,7 @@ func TestParseSource(t *testing.T) {
 		"https://updates.example.org/minibolt/":     "https://updates.example.org/minibolt/",
 		"  http://10.0.2.100/bundles/stable  ":      "http://10.0.2.100/bundles/stable",
 	} {
-		s, err := ParseSource(in)
+		s, err := ota.ParseSource(in)
 		if err != nil {
 			t.Errorf("%q: %v", in, err)
 			continue
@@ -40,14 +38,14 @@ func TestParseSource(t *testing.T) {
 		"https://example.org/b?tag=1": "takes no ?query",
 		"":                            "want oci://",
 	} {
-		if _, err := ParseSource(in); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := ota.ParseSource(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error containing %q", in, err, want)
 		}
 	}
-	if !(Source{}).IsZero() {
+	if !(ota.Source{}).IsZero() {
 		t.Error("the zero Source is not IsZero")
 	}
-	if _, err := (Source{}).FetchManifest(context.Background()); err == nil {
+	if _, err := (ota.Source{}).FetchManifest(context.Background()); err == nil {
 		t.Error("the zero Source fetched something")
 	}
 }
@@ -62,22 +60,19 @@ func TestSourceDownloads(t *testing.T) {
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
 	www := t.TempDir()
-	if err := PublishDir(ctx, b, filepath.Join(www, "bundles", "stable"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "stable"), nil); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
-	srv := httptest.NewServer(mux)
+	srv := otatest.Server(www)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	if _, err := Publish(ctx, b, host+"/nodebake/node:stable", nil); err != nil {
+	if _, err := bundler.Publish(ctx, b, host+"/nodebake/node:stable", nil); err != nil {
 		t.Fatal(err)
 	}
 
-	policy := Policy{Key: testPub, Running: Identity{Name: testName, Version: "1.0.0"}}
+	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
 	for _, text := range []string{"oci://" + host + "/nodebake/node:stable", srv.URL + "/bundles/stable/"} {
-		s, err := ParseSource(text)
+		s, err := ota.ParseSource(text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,14 +80,14 @@ func TestSourceDownloads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
-		if err := VerifyManifest(head, policy); err != nil {
+		if err := ota.VerifyManifest(head, policy); err != nil {
 			t.Fatalf("%s: manifest: %v", s, err)
 		}
-		got, err := s.Download(ctx, filepath.Join(t.TempDir(), "download"), nil)
+		got, err := s.Download(ctx, head, filepath.Join(t.TempDir(), "download"), nil)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
-		if err := Verify(ctx, got, policy, nil); err != nil {
+		if err := ota.Verify(ctx, got, policy, nil); err != nil {
 			t.Fatalf("%s: bundle: %v", s, err)
 		}
 		sameFiles(t, b, got)

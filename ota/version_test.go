@@ -1,6 +1,10 @@
-package ota
+package ota_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/nodebake/nodebake/ota"
+)
 
 func TestCompareVersions(t *testing.T) {
 	// Each version is newer than the one before it. The second list is
@@ -12,7 +16,7 @@ func TestCompareVersions(t *testing.T) {
 		checkOrder(t, ordered)
 	}
 	for _, eq := range [][2]string{{"1.007", "1.7"}, {"123_a", "123a"}, {"v2", "v2"}} {
-		if got := CompareVersions(eq[0], eq[1]); got != 0 {
+		if got := ota.CompareVersions(eq[0], eq[1]); got != 0 {
 			t.Errorf("CompareVersions(%q, %q) = %d, want 0", eq[0], eq[1], got)
 		}
 	}
@@ -29,7 +33,7 @@ func checkOrder(t *testing.T, ordered []string) {
 			case i > j:
 				want = 1
 			}
-			if got := CompareVersions(ordered[i], ordered[j]); got != want {
+			if got := ota.CompareVersions(ordered[i], ordered[j]); got != want {
 				t.Errorf("CompareVersions(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
 			}
 		}

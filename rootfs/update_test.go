@@ -52,7 +52,7 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 		t.Errorf("%s: %q", contract.UpdateSourcePath, got)
 	}
 	var back struct {
-		Update *Update `json:"update"`
+		Update *contract.Update `json:"update"`
 	}
 	if err := json.Unmarshal(m.JSON(), &back); err != nil || back.Update == nil || back.Update.PublicKey != testUpdateKey {
 		t.Errorf("manifest update: %+v, %v", back.Update, err)

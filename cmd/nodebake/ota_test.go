@@ -116,7 +116,10 @@ func TestBundleAndPublish(t *testing.T) {
 			got, err = ota.Open(www)
 		} else {
 			s, _ := ota.ParseSource(src)
-			got, err = s.Download(ctx, filepath.Join(t.TempDir(), "dl"), nil)
+			var head *ota.Bundle
+			if head, err = s.FetchManifest(ctx); err == nil {
+				got, err = s.Download(ctx, head, filepath.Join(t.TempDir(), "dl"), nil)
+			}
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -57,11 +57,11 @@ func fakeDevice(t *testing.T, img string, key ed25519.PublicKey, source string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var id ota.Identity
+	var id *contract.Manifest
 	for _, p := range info.Partitions {
 		if p.Name == contract.RootA {
-			write(t, root, manifestPath, string(p.Manifest))
-			if id, err = readIdentity(filepath.Join(root, manifestPath)); err != nil {
+			write(t, root, contract.ManifestPath, string(p.Manifest))
+			if id, err = contract.ReadManifest(filepath.Join(root, contract.ManifestPath)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -35,6 +35,15 @@ const (
 	DataSize = 2 * disk.MiB
 )
 
+// Sizes of slot a's files: the kernel and initramfs on the ESP, and the
+// incompressible payload in the root, large enough that root.img spans
+// several of the 1 MiB chunks the update code copies in.
+const (
+	KernelSize  = 300 << 10
+	InitrdSize  = 500 << 10
+	PayloadSize = 3 * disk.MiB
+)
+
 // KernelArgs are the options of the images' boot entries besides the
 // slot's parameters.
 const KernelArgs = "console=ttyS0,115200 ro"
@@ -63,7 +72,7 @@ func (im Image) Build(t testing.TB, dir string) string {
 	root := filepath.Join(work, "tree")
 	for p, content := range map[string][]byte{
 		"usr/share/nodebake/manifest.json": mj,
-		"usr/lib/payload":                  Random(im.Name+im.Version+"payload", 1<<20),
+		"usr/lib/payload":                  Random(im.Name+im.Version+"payload", PayloadSize),
 	} {
 		p = filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -89,11 +98,11 @@ func (im Image) Build(t testing.TB, dir string) string {
 	slot := contract.Slot{Name: "a", RootPartUUID: contract.UUID(im.Name, contract.RootA), DataPartUUID: contract.UUID(im.Name, contract.Data), Verity: v}
 	esp := filepath.Join(work, "esp.img")
 	if err := disk.ESP(esp, ESPSize, map[string][]byte{
-		"EFI/BOOT/BOOTX64.EFI":           []byte("MZ stands in for systemd-boot"),
-		"loader/loader.conf":             []byte("timeout 0\n"),
-		"loader/entries/nodebake-a.conf": contract.EntryConf(im.Name, im.Version, KernelArgs, slot),
-		"nodebake/a/vmlinuz":             Random(im.Version+"kernel", 100<<10),
-		"nodebake/a/initrd.img":          Random(im.Version+"initrd", 200<<10),
+		contract.BootLoader: []byte("MZ stands in for systemd-boot"),
+		contract.LoaderConf: []byte("timeout 0\n"),
+		contract.EntriesDir + "/" + contract.EntryName("a"): contract.EntryConf(im.Name, im.Version, KernelArgs, slot),
+		contract.SlotDir("a") + "/" + contract.KernelFile:   Random(im.Version+"kernel", KernelSize),
+		contract.SlotDir("a") + "/" + contract.InitrdFile:   Random(im.Version+"initrd", InitrdSize),
 	}, time.Unix(0, 0)); err != nil {
 		t.Fatal(err)
 	}

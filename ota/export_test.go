@@ -1,0 +1,25 @@
+package ota
+
+// What the external tests (package ota_test, which may import ota/bundler
+// and ota/otatest) need of this package's internals.
+
+// TriesNew is how many boots Apply gives a new slot.
+const TriesNew = triesNew
+
+// Chunk is how many bytes are copied between progress reports.
+const Chunk = chunk
+
+// Sign makes the signature file of manifest bytes.
+var Sign = sign
+
+// SlotEntry finds a slot's entry as Apply and Rollback do.
+var SlotEntry = slotEntry
+
+// EntryFile is the file name of slot's entry with a boot counter (left < 0:
+// none).
+func EntryFile(slot string, left, done int) string {
+	return entryName{slot: slot, left: left, done: done}.file()
+}
+
+// Verified reports whether Verify accepted b.
+func Verified(b *Bundle) bool { return b.verified }
