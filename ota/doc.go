@@ -1,7 +1,10 @@
-// Package ota updates a nodebake device over the air: it makes signed update
-// bundles from built images, delivers them through an OCI registry or any
-// web server, and writes them into the inactive root slot so that
-// systemd-boot's boot counting decides whether the new slot stays.
+// Package ota is the update bundle format and the device's side of updating
+// over the air: it verifies signed bundles, downloads them from an OCI
+// registry or any web server, and writes them into the inactive root slot
+// so that systemd-boot's boot counting decides whether the new slot stays.
+// Making and publishing bundles is the builder's side, in ota/bundler; the
+// device agent (nodectl) imports only this package, so no image writer
+// (FAT, squashfs, GPT image) is part of it.
 //
 // # Bundle
 //
@@ -21,9 +24,10 @@
 // needs, the verity parameters, and the size and sha256 of each other file
 // (of root.img also of its two parts: the filesystem and the verity data).
 // File names are fixed, never read from the bundle, so a bundle cannot
-// write outside its directory. A directory is what Create makes and what
-// PublishDir, Pull and Fetch produce; the tar (WriteTar) is for copying one
-// file onto a device. Open reads either.
+// write outside its directory. A directory is what bundler.Create makes
+// and what bundler.PublishDir and Source.Download produce; the tar
+// (bundler.WriteTar) is for copying one file onto a device. Open reads
+// either.
 //
 // Verify trusts nothing before the signature: it checks the signature with
 // the device's key, then compatibility, version and the list of versions
@@ -31,12 +35,17 @@
 //
 // # Delivery
 //
-// Publish pushes a bundle to an OCI registry as an artifact (OCI image
-// manifest with artifactType ArtifactType, the empty config, one layer per
-// file with its own media type); Pull fetches it back. PublishDir writes the
-// bundle directory for any static web server; Fetch downloads it. Both
-// download paths write each file under a temporary name, check it, and
-// rename it into place; the manifest comes last.
+// bundler.Publish pushes a bundle to an OCI registry as an artifact (OCI
+// image manifest with artifactType ArtifactType, the empty config, one
+// layer per file with its own media type); bundler.PublishDir writes the
+// bundle directory for any static web server. A device reaches either
+// through a Source: it fetches the manifest and signature first
+// (FetchManifest), and only once VerifyManifest accepted them downloads the
+// other files (Download) by the sizes and sha256 that manifest signs — from
+// a registry, as the blobs with those digests. Nothing the server says
+// afterwards, and no second copy of the manifest, plays a part. Each file
+// is written under a temporary name, checked, and renamed into place; the
+// manifest comes last.
 //
 // # Slots and boot entries
 //
