@@ -21,9 +21,6 @@ import (
 	"github.com/nodebake/nodebake/contract"
 )
 
-// MiB is the alignment unit of every partition and of the disk itself.
-const MiB = bytesize.MiB
-
 const sectorSize = 512
 
 // Partition is one entry of the disk's partition table.
@@ -52,7 +49,7 @@ func Write(path, diskGUID string, parts []Partition, progress func(done, total i
 	if err != nil {
 		return err
 	}
-	size := int64(2 * MiB) // first MiB: MBR and primary GPT; last MiB: backup GPT
+	size := int64(2 * bytesize.MiB) // first MiB: MBR and primary GPT; last MiB: backup GPT
 	var total int64
 	for i, p := range parts {
 		size += p.Size
@@ -77,7 +74,7 @@ func Write(path, diskGUID string, parts []Partition, progress func(done, total i
 		ProtectiveMBR:      true, // without it Linux ignores the GPT
 	}
 	var done int64
-	start := int64(MiB)
+	start := int64(bytesize.MiB)
 	for i, p := range parts {
 		if p.Content != "" {
 			if err := copyAt(f, start, p.Content, contentSizes[i], func(n int64) {
@@ -136,7 +133,7 @@ func validate(parts []Partition) ([]int64, error) {
 			return nil, fmt.Errorf("%s and %s have the same PARTUUID %s", other, p.Name, p.UUID)
 		}
 		uuids[u] = p.Name
-		if p.Size <= 0 || p.Size%MiB != 0 {
+		if p.Size <= 0 || p.Size%bytesize.MiB != 0 {
 			return nil, fmt.Errorf("%s: size %d bytes is not a positive multiple of 1 MiB", p.Name, p.Size)
 		}
 		if p.Content == "" {
@@ -178,7 +175,7 @@ func exact(n int64) string {
 }
 
 // copyChunk bounds the bytes between progress reports.
-const copyChunk = 64 * MiB
+const copyChunk = 64 * bytesize.MiB
 
 // copyAt copies size bytes of the file src into dst at offset off. Copying
 // exactly the size that was validated keeps a file that grew meanwhile from

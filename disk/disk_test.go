@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 )
 
@@ -40,9 +41,9 @@ func newTestImage(t *testing.T) testImage {
 	rootB := squashfsImage(t, dir, "root-b", map[string]string{"etc/hostname": "node\n"})
 	return testImage{dir: dir, parts: []Partition{
 		{Name: contract.ESP, Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Size: testESPSize, Content: esp},
-		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootA},
-		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 2 * MiB, Content: rootB},
-		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 3 * MiB},
+		{Name: contract.RootA, Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Size: 2 * bytesize.MiB, Content: rootA},
+		{Name: contract.RootB, Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Size: 2 * bytesize.MiB, Content: rootB},
+		{Name: contract.Data, Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Size: 3 * bytesize.MiB},
 	}}
 }
 
@@ -86,7 +87,7 @@ func TestWriteReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantSize := int64(2 * MiB)
+	wantSize := int64(2 * bytesize.MiB)
 	var contentTotal int64
 	for _, p := range ti.parts {
 		wantSize += p.Size
@@ -123,7 +124,7 @@ func TestWriteReadBack(t *testing.T) {
 	if len(table.Partitions) != len(ti.parts) {
 		t.Fatalf("%d partitions, want %d", len(table.Partitions), len(ti.parts))
 	}
-	start := int64(MiB)
+	start := int64(bytesize.MiB)
 	for i, want := range ti.parts {
 		got := table.Partitions[i]
 		if got.Index != i+1 || got.Name != want.Name || got.Type != want.Type || !strings.EqualFold(got.GUID, want.UUID) ||
@@ -185,7 +186,7 @@ func TestWriteAcceptedByPartitioners(t *testing.T) {
 	if len(pt.Partitions) != len(ti.parts) {
 		t.Fatalf("sfdisk sees %d partitions, want %d:\n%s", len(pt.Partitions), len(ti.parts), out)
 	}
-	start := int64(MiB)
+	start := int64(bytesize.MiB)
 	for i, want := range ti.parts {
 		got := pt.Partitions[i]
 		if got.Start*512 != start || got.Size*512 != want.Size || got.Name != want.Name ||
@@ -206,7 +207,7 @@ func TestWriteReproducible(t *testing.T) {
 func TestWriteRefuses(t *testing.T) {
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big")
-	if err := os.WriteFile(big, make([]byte, 3*MiB+1), 0o644); err != nil {
+	if err := os.WriteFile(big, make([]byte, 3*bytesize.MiB+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	part := func(name, uuid string, size int64, content string) Partition {
@@ -219,20 +220,20 @@ func TestWriteRefuses(t *testing.T) {
 		parts []Partition
 		want  string
 	}{
-		{"slot too small", testDiskGUID, []Partition{part(contract.RootA, u1, 3*MiB, big)},
+		{"slot too small", testDiskGUID, []Partition{part(contract.RootA, u1, 3*bytesize.MiB, big)},
 			"root-a: image is 3.0 MiB (3145729 bytes) but the slot holds 3 MiB: raise disk.slot_size in image.yaml"},
-		{"ESP too small", testDiskGUID, []Partition{part(contract.ESP, u1, 2*MiB, big)},
+		{"ESP too small", testDiskGUID, []Partition{part(contract.ESP, u1, 2*bytesize.MiB, big)},
 			"esp: image is 3.0 MiB (3145729 bytes) but the partition holds 2 MiB: raise disk.esp_size in image.yaml"},
-		{"size not whole MiB", testDiskGUID, []Partition{part(contract.Data, u1, MiB+512, "")},
+		{"size not whole MiB", testDiskGUID, []Partition{part(contract.Data, u1, bytesize.MiB+512, "")},
 			"data: size 1049088 bytes is not a positive multiple of 1 MiB"},
-		{"same label", testDiskGUID, []Partition{part(contract.Data, u1, MiB, ""), part(contract.Data, u2, MiB, "")},
+		{"same label", testDiskGUID, []Partition{part(contract.Data, u1, bytesize.MiB, ""), part(contract.Data, u2, bytesize.MiB, "")},
 			`partition label "data" is used twice`},
-		{"same PARTUUID", testDiskGUID, []Partition{part(contract.RootA, u1, MiB, ""), part(contract.RootB, strings.ToUpper(u1), MiB, "")},
+		{"same PARTUUID", testDiskGUID, []Partition{part(contract.RootA, u1, bytesize.MiB, ""), part(contract.RootB, strings.ToUpper(u1), bytesize.MiB, "")},
 			"root-a and root-b have the same PARTUUID"},
-		{"bad PARTUUID", testDiskGUID, []Partition{part(contract.RootA, "x", MiB, "")}, `root-a: PARTUUID "x"`},
-		{"bad disk GUID", "nope", []Partition{part(contract.RootA, u1, MiB, "")}, `disk GUID "nope"`},
+		{"bad PARTUUID", testDiskGUID, []Partition{part(contract.RootA, "x", bytesize.MiB, "")}, `root-a: PARTUUID "x"`},
+		{"bad disk GUID", "nope", []Partition{part(contract.RootA, u1, bytesize.MiB, "")}, `disk GUID "nope"`},
 		{"no partitions", testDiskGUID, nil, "disk has no partitions"},
-		{"missing content", testDiskGUID, []Partition{part(contract.RootA, u1, MiB, filepath.Join(dir, "missing"))}, "root-a: stat"},
+		{"missing content", testDiskGUID, []Partition{part(contract.RootA, u1, bytesize.MiB, filepath.Join(dir, "missing"))}, "root-a: stat"},
 	} {
 		img := filepath.Join(dir, "disk.img")
 		err := Write(img, tc.guid, tc.parts, nil)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // ESPLabel is the FAT volume label of the EFI system partition.
@@ -25,7 +26,7 @@ const minFAT32Clusters = 65525
 // (path inside the ESP → content). Every timestamp in it is mtime and its
 // volume serial is zero, so the same inputs give the same bytes.
 func ESP(out string, size int64, files map[string][]byte, mtime time.Time) error {
-	if size <= 0 || size%MiB != 0 {
+	if size <= 0 || size%bytesize.MiB != 0 {
 		return fmt.Errorf("ESP: size %d bytes is not a positive multiple of 1 MiB", size)
 	}
 	names, err := espNames(files)

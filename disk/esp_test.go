@@ -11,10 +11,11 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 // The smallest ESP that UEFI firmware accepts as FAT32.
-const testESPSize = 33 * MiB
+const testESPSize = 33 * bytesize.MiB
 
 var testMtime = time.Date(2024, 5, 17, 12, 34, 56, 0, time.UTC)
 
@@ -103,9 +104,9 @@ func TestESPRefuses(t *testing.T) {
 		files map[string][]byte
 		want  string
 	}{
-		{"too few clusters", 32 * MiB, testESPFiles(),
+		{"too few clusters", 32 * bytesize.MiB, testESPFiles(),
 			"ESP: 32 MiB gives 64496 FAT32 clusters but UEFI firmware needs at least 65525: raise disk.esp_size in image.yaml to at least 33 MiB"},
-		{"files too large", testESPSize, map[string][]byte{"/a": make([]byte, 20*MiB), "/b": make([]byte, 20*MiB)},
+		{"files too large", testESPSize, map[string][]byte{"/a": make([]byte, 20*bytesize.MiB), "/b": make([]byte, 20*bytesize.MiB)},
 			"ESP: files need 40 MiB but the 33 MiB ESP holds 32.5 MiB (34054144 bytes): raise disk.esp_size in image.yaml"},
 		{"not whole MiB", testESPSize + 512, testESPFiles(), "not a positive multiple of 1 MiB"},
 		{"empty file", testESPSize, map[string][]byte{"/loader/x": {}}, "ESP: /loader/x is empty"},

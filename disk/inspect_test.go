@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nodebake/nodebake/bytesize"
 )
 
 func TestInspect(t *testing.T) {
@@ -26,14 +27,14 @@ func TestInspect(t *testing.T) {
 	}
 	slices.SortFunc(files, func(a, b ESPFile) int { return strings.Compare(a.Path, b.Path) })
 	want := &Info{
-		Size:          (2 + 33 + 2 + 2 + 3) * MiB,
+		Size:          (2 + 33 + 2 + 2 + 3) * bytesize.MiB,
 		DiskGUID:      testDiskGUID,
 		ProtectiveMBR: true,
 		Partitions: []PartitionInfo{
-			{Number: 1, Name: "esp", Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Start: 1 * MiB, Size: 33 * MiB, Content: "FAT32"},
-			{Number: 2, Name: "root-a", Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Start: 34 * MiB, Size: 2 * MiB, Content: "squashfs", Manifest: []byte(testManifest)},
-			{Number: 3, Name: "root-b", Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Start: 36 * MiB, Size: 2 * MiB, Content: "squashfs"},
-			{Number: 4, Name: "data", Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Start: 38 * MiB, Size: 3 * MiB, Content: "empty"},
+			{Number: 1, Name: "esp", Type: gpt.EFISystemPartition, UUID: "11111111-2222-4333-8444-555555555555", Start: 1 * bytesize.MiB, Size: 33 * bytesize.MiB, Content: "FAT32"},
+			{Number: 2, Name: "root-a", Type: gpt.LinuxRootX86_64, UUID: "22222222-2222-4333-8444-555555555555", Start: 34 * bytesize.MiB, Size: 2 * bytesize.MiB, Content: "squashfs", Manifest: []byte(testManifest)},
+			{Number: 3, Name: "root-b", Type: gpt.LinuxRootX86_64, UUID: "33333333-2222-4333-8444-555555555555", Start: 36 * bytesize.MiB, Size: 2 * bytesize.MiB, Content: "squashfs"},
+			{Number: 4, Name: "data", Type: gpt.LinuxFilesystem, UUID: "44444444-2222-4333-8444-555555555555", Start: 38 * bytesize.MiB, Size: 3 * bytesize.MiB, Content: "empty"},
 		},
 		ESP: &ESPInfo{
 			Label:      "ESP",
@@ -85,7 +86,7 @@ func TestInspect(t *testing.T) {
 
 func TestInspectRefusesNonDisk(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "not-a-disk.img")
-	if err := os.WriteFile(img, bytes.Repeat([]byte("x"), 2*MiB), 0o644); err != nil {
+	if err := os.WriteFile(img, bytes.Repeat([]byte("x"), 2*bytesize.MiB), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Inspect(img); err == nil || !strings.Contains(err.Error(), "reading GPT") {

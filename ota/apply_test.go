@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/ota"
@@ -215,7 +216,7 @@ func TestApplyRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := target
-	small.Size = disk.MiB
+	small.Size = bytesize.MiB
 	if err := ota.Apply(ctx, b, small, nil); err == nil || !strings.Contains(err.Error(), "but the slot holds 1048576: this device's slots are too small") {
 		t.Errorf("slot too small: %v", err)
 	}

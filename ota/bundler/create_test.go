@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/ota"
@@ -116,7 +117,7 @@ func TestCreateRefusesDamagedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := part(t, info, contract.RootA).Start + disk.MiB
+	off := part(t, info, contract.RootA).Start + bytesize.MiB
 	b := make([]byte, 1)
 	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/disk"
 	"github.com/nodebake/nodebake/verity"
@@ -30,9 +31,9 @@ import (
 // Sizes of the images: the ESP just above FAT32's floor of 65525
 // clusters, slots that hold a few MiB of root.
 const (
-	ESPSize  = 34 * disk.MiB
-	SlotSize = 8 * disk.MiB
-	DataSize = 2 * disk.MiB
+	ESPSize  = 34 * bytesize.MiB
+	SlotSize = 8 * bytesize.MiB
+	DataSize = 2 * bytesize.MiB
 )
 
 // Sizes of slot a's files: the kernel and initramfs on the ESP, and the
@@ -41,7 +42,7 @@ const (
 const (
 	KernelSize  = 300 << 10
 	InitrdSize  = 500 << 10
-	PayloadSize = 3 * disk.MiB
+	PayloadSize = 3 * bytesize.MiB
 )
 
 // KernelArgs are the options of the images' boot entries besides the
