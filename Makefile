@@ -6,13 +6,44 @@ GO ?= go
 SPEC ?= image.yaml
 OUT ?= out
 
-# Host tools: mmdebstrap (userland), squashfs-tools-ng (tar2sqfs), ovmf and
-# qemu-system-x86 (boot), cryptsetup-bin (veritysetup checks our verity data),
-# dosfstools/mtools (ESP checks), e2fsprogs, zstd, uidmap (mmdebstrap unshare mode).
+# Debian packages of every host program the code and its tests run. The table
+# hosttools.Programs says which program comes from which package, and `make
+# check` fails when a package here is missing (internal/hostcheck).
+# Building (nodebake build):
+#   mmdebstrap         the Debian userland
+#   squashfs-tools-ng  tar2sqfs packs the root file system
+#   uidmap             newuidmap/newgidmap: mmdebstrap's unshare mode without root
+#   ca-certificates    mmdebstrap and the release downloads over https
 BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gnupg socat
+# Testing (unit and QEMU tests), on top of building:
+#   qemu-system-x86    qemu-system-x86_64 boots images
+#   ovmf               UEFI firmware for QEMU
+#   socat              relays guest connections to the host (QEMU guestfwd)
+#   systemd-boot-efi   the boot loader the QEMU runner's test boots
+#   squashfs-tools     mksquashfs/unsquashfs make and read back test root images
+#   cryptsetup-bin     veritysetup checks our verity data
+#   dosfstools mtools  mkfs.vfat/fsck.vfat, mmd/mcopy: ESP checks and test images
+#   e2fsprogs          mkfs.ext4/e2fsck/resize2fs: data partition tests
+#   zstd               decompresses the initramfs in its test
+#   fdisk gdisk        sfdisk and sgdisk read back the partition table
+#   openssh-client     ssh-keygen reads back the device's keys
+#   gpg gpg-agent      gpg checks the stand-in releases' signatures; it starts
+#                      gpg-agent even to import a public key
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf socat systemd-boot-efi squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gpg gpg-agent
 
-.PHONY: image demo-image test unit qemu-test bench deps-build deps-test clean
+# The fast gate (about a minute; reads only, needs no root): formatting, vet
+# with and without the qemu tag, tidy modules, every host program's package
+# installed by the lists above, and no dead code (tests and QEMU tests count
+# as users).
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change these files: run gofmt -w on them"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags qemu ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	$(GO) run ./internal/hostcheck -build "$(BUILD_PACKAGES)" -test "$(TEST_PACKAGES)"
+	@out=$$($(GO) run golang.org/x/tools/cmd/deadcode -test -tags qemu ./...) || exit 1; if [ -n "$$out" ]; then echo "dead code (unreachable from any command or test): remove it"; echo "$$out"; exit 1; fi
+
+.PHONY: check image demo-image test unit qemu-test bench deps-build deps-test clean
 
 # The real image: downloads and verifies the official Bitcoin Core and Fulcrum
 # releases (a machine without internet stops there; see --mirror in README).

@@ -1,6 +1,12 @@
 // Package hosttools checks, before any work starts, that the programs a
 // command runs are installed, and names the Debian package of each one
 // that is missing.
+//
+// Programs is also the one place that says where every host program the
+// repository runs comes from, tests included: internal/hostcheck (run by
+// `make check`) fails when code runs a program missing here, or when a
+// package named here is not one the Makefile installs. A fresh Debian
+// machine then has everything `make test` runs.
 package hosttools
 
 import (
@@ -16,11 +22,69 @@ type Tool struct {
 	Package string
 }
 
-// Build is what `nodebake build` runs.
-var Build = []Tool{
+// GoToolchain is the Package of the go command. The README asks for Go
+// itself: Debian 12's golang package is older than go.mod allows, so no
+// Debian package is named and the Makefile installs none.
+const GoToolchain = "Go ≥ 1.22 from go.dev (not a Debian package)"
+
+// Programs lists every program, and every file, that nodebake or its tests
+// (unit and QEMU) run or read on the build host, with its Debian package.
+// Programs that only the device runs are not here: internal/hostcheck
+// lists them apart.
+var Programs = []Tool{
+	// nodebake build
 	{"mmdebstrap", "mmdebstrap"},
 	{"tar2sqfs", "squashfs-tools-ng"},
-	{"go", "golang (or Go from go.dev)"},
+	{"go", GoToolchain}, // cross-compiles /init and nodectl; builds the stand-ins
+
+	// QEMU runner (nodebake qemu and the boot tests)
+	{"qemu-system-x86_64", "qemu-system-x86"},
+	{"socat", "socat"}, // relays guest connections to the host
+	{"/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"},
+	{"/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"},
+
+	// Tests: squashfs images in the layout the device expects, read back
+	{"mksquashfs", "squashfs-tools"},
+	{"unsquashfs", "squashfs-tools"},
+	// Tests: verity, partitions and file systems checked by Debian's own tools
+	{"veritysetup", "cryptsetup-bin"},
+	{"sgdisk", "gdisk"},
+	{"sfdisk", "fdisk"},
+	{"mkfs.vfat", "dosfstools"},
+	{"fsck.vfat", "dosfstools"},
+	{"mmd", "mtools"},
+	{"mcopy", "mtools"},
+	{"mkfs.ext4", "e2fsprogs"},
+	{"e2fsck", "e2fsprogs"},
+	{"resize2fs", "e2fsprogs"}, // also run by the device's first-boot agent
+	{"zstd", "zstd"},
+	{"ssh-keygen", "openssh-client"},
+	{"gpg", "gpg"}, // checks the stand-in releases' signatures as a person would
+	{"/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "systemd-boot-efi"}, // the QEMU runner's boot test
+	{"cp", "coreutils"},
+	{"cmp", "diffutils"},
+	{"tar", "tar"},
+	{"/bin/sh", "dash"},    // the SSH client test's server runs commands with it
+	{"dpkg-query", "dpkg"}, // make check asks it which package installed a program
+}
+
+// Build is what `nodebake build` runs.
+var Build = programs("mmdebstrap", "tar2sqfs", "go")
+
+// programs picks names from Programs, so that a package is named once.
+func programs(names ...string) []Tool {
+	var tools []Tool
+	for _, n := range names {
+		i := 0
+		for i < len(Programs) && Programs[i].Name != n {
+			i++
+		}
+		if i == len(Programs) {
+			panic("hosttools: " + n + " is not in Programs")
+		}
+		tools = append(tools, Programs[i])
+	}
+	return tools
 }
 
 // Check returns an error naming every missing tool and the apt-get line
@@ -36,11 +100,17 @@ func Check(tools []Tool) error {
 		}
 		if err != nil {
 			missing = append(missing, fmt.Sprintf("%s (package %s)", t.Name, t.Package))
-			pkgs = append(pkgs, t.Package)
+			if t.Package != GoToolchain {
+				pkgs = append(pkgs, t.Package)
+			}
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("missing host tools: %s\n  install them with: sudo apt-get install %s", strings.Join(missing, ", "), strings.Join(pkgs, " "))
+	msg := "missing host tools: " + strings.Join(missing, ", ")
+	if len(pkgs) > 0 {
+		msg += "\n  install them with: sudo apt-get install " + strings.Join(pkgs, " ")
+	}
+	return fmt.Errorf("%s", msg)
 }

@@ -19,3 +19,17 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildNamesGoWithoutApt(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := Check(Build)
+	if err == nil {
+		t.Fatal("an empty PATH has no mmdebstrap, tar2sqfs or go")
+	}
+	if want := "install them with: sudo apt-get install mmdebstrap squashfs-tools-ng\n"; !strings.Contains(err.Error()+"\n", want) {
+		t.Errorf("error %q lacks %q (go is no Debian package)", err, want)
+	}
+	if !strings.Contains(err.Error(), "go (package "+GoToolchain+")") {
+		t.Errorf("error %q does not name the Go toolchain", err)
+	}
+}
