@@ -22,11 +22,3 @@ const (
 func UUID(name, role string) string {
 	return uuid.NewSHA1(namespace, []byte(name+"/"+role)).String()
 }
-
-// RootPartition is the role of slot "a" or "b"'s root partition.
-func RootPartition(slot string) string {
-	if slot == "b" {
-		return RootB
-	}
-	return RootA
-}

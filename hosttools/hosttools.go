@@ -35,6 +35,7 @@ var Programs = []Tool{
 	// nodebake build
 	{"mmdebstrap", "mmdebstrap"},
 	{"tar2sqfs", "squashfs-tools-ng"},
+	{"git", "git"},      // the QEMU tests publish the checkout as a module version (git ls-files)
 	{"go", GoToolchain}, // cross-compiles /init and nodectl; builds the stand-ins
 
 	// QEMU runner (nodebake qemu and the boot tests)

@@ -50,6 +50,8 @@ var allowed = map[allowKey]string{
 	{"qemu-tests/password_test.go", "nodebakeBin"}:             "the nodebake binary the QEMU tests build",
 	{"qemu-tests/standin/standin_test.go", "filepath.Join(…)"}: "a stand-in binary the test built",
 	{"qemu-tests/standin/standin_test.go", "bin(…)"}:           "a stand-in binary the test built",
+	{"qemu-tests/install_test.go", "installed"}:                "the nodebake that the test installed with go install",
+	{"qemu-tests/install_test.go", "installed"}:                "the nodebake that the test installed with go install",
 	{"hosttools/hosttools.go", "t.Name"}:                       "hosttools.Check looks for the tools of a list taken from hosttools.Programs",
 }
 

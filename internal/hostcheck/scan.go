@@ -165,6 +165,9 @@ func (s *scanner) run(queue []site) {
 			continue
 		}
 		s.done[key] = true
+		if s.isAllowed(st.pkg, st.call.Args[st.arg]) {
+			continue
+		}
 		r := s.resolve(st.pkg, st.fn, st.call.Args[st.arg])
 		switch r.kind {
 		case resolvedConst:
@@ -202,13 +205,22 @@ func (s *scanner) run(queue []site) {
 		if s.resolve(st.pkg, st.fn, expr).kind == resolvedFound {
 			continue
 		}
-		at := s.position(st.pkg, expr.Pos())
-		file, _, _ := splitPosition(at)
-		if _, ok := s.allowed[allowKey{file, allowText(expr)}]; ok {
+		if s.isAllowed(st.pkg, expr) {
 			continue
 		}
+		at := s.position(st.pkg, expr.Pos())
 		s.open[at] = unresolved{at, types.ExprString(st.call.Fun), types.ExprString(expr)}
 	}
+}
+
+// isAllowed reports whether the program argument expr is one of the
+// allowed ones: a binary the tests build, or one found by a lookup of a
+// declared program. It is checked before resolving, because a path built
+// with filepath.Join ends in a constant that names no host program.
+func (s *scanner) isAllowed(p *packages.Package, expr ast.Expr) bool {
+	file, _, _ := splitPosition(s.position(p, expr.Pos()))
+	_, ok := s.allowed[allowKey{file, allowText(expr)}]
+	return ok
 }
 
 // allowText is how allowed names an argument: as written, but a call by
