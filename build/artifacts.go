@@ -6,11 +6,11 @@ import (
 	"io"
 	"sort"
 
-	"github.com/nodebake/nodebake/artifact"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/rootfs"
+	"github.com/nodebake/nodebake/internal/artifact"
+	"github.com/nodebake/nodebake/internal/rootfs"
+	"github.com/nodebake/nodebake/internal/tree"
 	"github.com/nodebake/nodebake/spec"
-	"github.com/nodebake/nodebake/tree"
 )
 
 // binaries are the files each release contributes to /usr/local/bin, found

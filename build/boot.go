@@ -8,10 +8,10 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/initramfs"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/initramfs"
+	"github.com/nodebake/nodebake/internal/tree"
 	"github.com/nodebake/nodebake/spec"
-	"github.com/nodebake/nodebake/tree"
 )
 
 // KernelArgs come before the slot's parameters on every kernel command line.

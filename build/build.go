@@ -20,13 +20,13 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/digest"
-	"github.com/nodebake/nodebake/disk"
-	"github.com/nodebake/nodebake/rootfs"
+	"github.com/nodebake/nodebake/internal/digest"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/rootfs"
+	"github.com/nodebake/nodebake/internal/squashfs"
+	"github.com/nodebake/nodebake/internal/tree"
+	"github.com/nodebake/nodebake/internal/verity"
 	"github.com/nodebake/nodebake/spec"
-	"github.com/nodebake/nodebake/squashfs"
-	"github.com/nodebake/nodebake/tree"
-	"github.com/nodebake/nodebake/verity"
 )
 
 // Options says what to build and where.

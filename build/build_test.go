@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/tree"
 	"github.com/nodebake/nodebake/spec"
-	"github.com/nodebake/nodebake/tree"
 )
 
 func TestOutputsCommitAndAbort(t *testing.T) {

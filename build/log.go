@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/nodebake/nodebake/progress"
+	"github.com/nodebake/nodebake/internal/progress"
 )
 
 // stageLog prints each stage, what it does and how long it took, and stops

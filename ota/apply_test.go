@@ -16,11 +16,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestApplyToDiskImage(t *testing.T) {

@@ -17,9 +17,9 @@ import (
 	ggcrrandom "github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 // source parses the text form of a source.

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nodebake/nodebake/atomicfile"
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 )
 
 // Device is what a running nodebake system says about updating: the image

@@ -9,7 +9,7 @@ import (
 	"path"
 	"path/filepath"
 
-	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 )
 
 // ESP is the EFI system partition as Apply and Rollback use it. Names are

@@ -14,7 +14,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 )
 
 // publicKeyPrefix starts the one-line text form of a public key, which

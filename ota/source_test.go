@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestParseSource(t *testing.T) {

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
-	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 

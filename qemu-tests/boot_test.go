@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
-	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/firstboot"
-	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/internal/firstboot"
+	"github.com/nodebake/nodebake/internal/qemu"
 )
 
 // copyImage makes a private, sparse copy of the built image, optionally

@@ -22,7 +22,7 @@ import (
 
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/disk"
 )
 
 // installVersion is the made-up version this checkout is published at, in

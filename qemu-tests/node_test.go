@@ -21,9 +21,9 @@ import (
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/electrumtest"
+	"github.com/nodebake/nodebake/internal/qemu"
+	"github.com/nodebake/nodebake/internal/rootfs"
 	"github.com/nodebake/nodebake/internal/testvm"
-	"github.com/nodebake/nodebake/qemu"
-	"github.com/nodebake/nodebake/rootfs"
 )
 
 // The verified (stand-in) bitcoind and Fulcrum run as the guide sets them

@@ -18,10 +18,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/otatest"
+	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/ota/otatest"
-	"github.com/nodebake/nodebake/qemu"
 	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
 	"github.com/nodebake/nodebake/qemu-tests/standin"
 )

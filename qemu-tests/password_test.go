@@ -13,8 +13,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
-	"github.com/nodebake/nodebake/qemu"
 )
 
 // An image built without any SSH key (none in the spec, none with the

@@ -14,8 +14,8 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
-	"github.com/nodebake/nodebake/qemu"
 )
 
 // A flipped byte in the root partition must stop the boot with a verity

@@ -7,7 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/nodebake/nodebake/bytesize"
+	"github.com/nodebake/nodebake/internal/bytesize"
 )
 
 // Size is a byte count written in image.yaml as "512MiB", "2GiB" or bytes.

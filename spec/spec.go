@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nodebake/nodebake/artifact"
-	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/artifact"
+	"github.com/nodebake/nodebake/internal/bytesize"
 )
 
 // APIVersion is the only spec version this build understands.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bytesize"
+	"github.com/nodebake/nodebake/internal/bytesize"
 )
 
 func TestRepositorySpecLoads(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/nodebake/nodebake/artifact"
-	"github.com/nodebake/nodebake/bytesize"
+	"github.com/nodebake/nodebake/internal/artifact"
+	"github.com/nodebake/nodebake/internal/bytesize"
 	"github.com/nodebake/nodebake/ota"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 )
 
 // etcKeep are the files of /etc a device keeps across boots: the password

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodebake/nodebake/bytesize"
+	"github.com/nodebake/nodebake/internal/bytesize"
 )
 
 // defaultFailWait is how long a failed boot stays on screen before the

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodebake/nodebake/initramfs"
+	"github.com/nodebake/nodebake/internal/initramfs"
 )
 
 func TestModuleListMatchesInitramfs(t *testing.T) {

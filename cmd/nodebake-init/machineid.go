@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 )
 
 // newMachineID makes a machine id the way systemd does: 128 random bits

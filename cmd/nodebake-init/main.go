@@ -14,7 +14,7 @@ import (
 	"os"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/verity"
+	"github.com/nodebake/nodebake/internal/verity"
 )
 
 // sysroot is where the root image is assembled before switch_root.

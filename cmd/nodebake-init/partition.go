@@ -12,7 +12,7 @@ import (
 	"github.com/rekby/gpt"
 	"github.com/u-root/u-root/pkg/mount/block"
 
-	"github.com/nodebake/nodebake/bytesize"
+	"github.com/nodebake/nodebake/internal/bytesize"
 )
 
 // partitionWait is how long to wait for a partition: disks appear

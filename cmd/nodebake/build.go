@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/nodebake/nodebake/build"
-	"github.com/nodebake/nodebake/hosttools"
+	"github.com/nodebake/nodebake/internal/hosttools"
 	"github.com/nodebake/nodebake/spec"
 )
 

@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/disk"
 )
 
 func cmdInspect(_ context.Context, args []string) error {

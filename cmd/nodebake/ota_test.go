@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestKeygen(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nodebake/nodebake/internal/progress"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
-	"github.com/nodebake/nodebake/progress"
 )
 
 func cmdPublish(ctx context.Context, args []string) error {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/internal/qemu"
 )
 
 func cmdQemu(ctx context.Context, args []string) error {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/firstboot"
-	"github.com/nodebake/nodebake/health"
+	"github.com/nodebake/nodebake/internal/firstboot"
+	"github.com/nodebake/nodebake/internal/health"
 )
 
 // assessCmd is the boot assessment nodebake-health.service runs before

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/firstboot"
-	"github.com/nodebake/nodebake/health"
+	"github.com/nodebake/nodebake/internal/firstboot"
+	"github.com/nodebake/nodebake/internal/health"
 )
 
 func writeReport(t *testing.T, r firstboot.Report) string {

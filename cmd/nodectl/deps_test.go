@@ -17,11 +17,11 @@ func TestNoBuilderCode(t *testing.T) {
 	}
 	banned := []string{
 		"github.com/diskfs/go-diskfs/filesystem", // FAT32, squashfs, ext4, ISO writers
-		"github.com/nodebake/nodebake/disk",
+		"github.com/nodebake/nodebake/internal/disk",
 		"github.com/nodebake/nodebake/ota/bundler",
 		"github.com/nodebake/nodebake/build",
-		"github.com/nodebake/nodebake/squashfs",
-		"github.com/nodebake/nodebake/rootfs",
+		"github.com/nodebake/nodebake/internal/squashfs",
+		"github.com/nodebake/nodebake/internal/rootfs",
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, b := range banned {

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/nodebake/nodebake/firstboot"
+	"github.com/nodebake/nodebake/internal/firstboot"
 )
 
 func firstbootCmd(args []string, stdout io.Writer) error {

@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/nodebake/nodebake/health"
+	"github.com/nodebake/nodebake/internal/health"
 )
 
 func healthCmd(args []string, stdout io.Writer) error {

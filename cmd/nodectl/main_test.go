@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/bytesize"
-	"github.com/nodebake/nodebake/firstboot"
+	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/firstboot"
 )
 
 func TestStatus(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"io/fs"
 
-	"github.com/nodebake/nodebake/firstboot"
+	"github.com/nodebake/nodebake/internal/firstboot"
 )
 
 func statusCmd(args []string, stdout io.Writer) error {

@@ -10,9 +10,9 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/nodebake/nodebake/atomicfile"
-	"github.com/nodebake/nodebake/firstboot"
-	"github.com/nodebake/nodebake/health"
+	"github.com/nodebake/nodebake/internal/atomicfile"
+	"github.com/nodebake/nodebake/internal/firstboot"
+	"github.com/nodebake/nodebake/internal/health"
 )
 
 // syncWatchCmd does the guide's "activate mempool & reduce dbcache after a

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodebake/nodebake/internal/progress"
 	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/progress"
 )
 
 const updateUsage = `usage: nodectl update <command> [flags]

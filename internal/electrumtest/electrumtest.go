@@ -12,7 +12,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nodebake/nodebake/electrum"
+	"github.com/nodebake/nodebake/internal/electrum"
 )
 
 // Client is an electrum.Client that also knows the certificate a TLS

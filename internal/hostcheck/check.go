@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nodebake/nodebake/hosttools"
+	"github.com/nodebake/nodebake/internal/hosttools"
 )
 
 // debian answers what this machine's dpkg knows.

@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/nodebake/nodebake/hosttools"
+	"github.com/nodebake/nodebake/internal/hosttools"
 )
 
 // A tiny module: one program run directly, one through a helper's

@@ -25,7 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nodebake/nodebake/hosttools"
+	"github.com/nodebake/nodebake/internal/hosttools"
 )
 
 // deviceOnly are programs that only the device runs, from its own root:
@@ -40,8 +40,8 @@ var deviceOnly = map[string]string{
 // allowed are program arguments that are no constant on purpose, by file
 // and argument as written, with why they need no entry of their own.
 var allowed = map[allowKey]string{
-	{"qemu/qemu.go", "vm.binary"}:                              "qemu-system-x86_64, as exec.LookPath(qemuBinary) found it",
-	{"qemu/guestfwd_test.go", "argv[0]"}:                       "the relay command QEMU would run: socat, as exec.LookPath(relay) found it",
+	{"internal/qemu/qemu.go", "vm.binary"}:                     "qemu-system-x86_64, as exec.LookPath(qemuBinary) found it",
+	{"internal/qemu/guestfwd_test.go", "argv[0]"}:              "the relay command QEMU would run: socat, as exec.LookPath(relay) found it",
 	{"qemu-tests/main_test.go", "nodebakeBin"}:                 "the nodebake binary the QEMU tests build",
 	{"qemu-tests/bench_test.go", "nodebakeBin"}:                "the nodebake binary the QEMU tests build",
 	{"qemu-tests/build_test.go", "nodebakeBin"}:                "the nodebake binary the QEMU tests build",
@@ -52,7 +52,7 @@ var allowed = map[allowKey]string{
 	{"qemu-tests/standin/standin_test.go", "bin(…)"}:           "a stand-in binary the test built",
 	{"qemu-tests/install_test.go", "installed"}:                "the nodebake that the test installed with go install",
 	{"qemu-tests/install_test.go", "installed"}:                "the nodebake that the test installed with go install",
-	{"hosttools/hosttools.go", "t.Name"}:                       "hosttools.Check looks for the tools of a list taken from hosttools.Programs",
+	{"internal/hosttools/hosttools.go", "t.Name"}:              "hosttools.Check looks for the tools of a list taken from hosttools.Programs",
 }
 
 func main() {

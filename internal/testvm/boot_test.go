@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/internal/qemu"
 )
 
 // TestBootSystemdBoot boots the firmware from a disk holding nothing but

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/internal/qemu"
 )
 
 // VM is a qemu.VM whose serial console is recorded.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebake/nodebake/qemu"
+	"github.com/nodebake/nodebake/internal/qemu"
 )
 
 // TestWaitConsoleConsumes: a second wait for the same pattern needs a second

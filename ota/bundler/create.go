@@ -14,11 +14,11 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
-	"github.com/nodebake/nodebake/atomicfile"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/atomicfile"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/verity"
 	"github.com/nodebake/nodebake/ota"
-	"github.com/nodebake/nodebake/verity"
 )
 
 // Create makes a signed bundle from a built image and writes it to the

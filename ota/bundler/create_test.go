@@ -12,12 +12,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodebake/nodebake/bytesize"
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 func TestCreateFromImage(t *testing.T) {

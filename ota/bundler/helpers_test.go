@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nodebake/nodebake/disk"
+	"github.com/nodebake/nodebake/internal/disk"
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
-	"github.com/nodebake/nodebake/ota/otatest"
 )
 
 const testName = "node"

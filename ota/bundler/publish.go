@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/nodebake/nodebake/atomicfile"
+	"github.com/nodebake/nodebake/internal/atomicfile"
 	"github.com/nodebake/nodebake/ota"
 )
 

@@ -32,8 +32,8 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 	"gopkg.in/yaml.v3"
 
-	"github.com/nodebake/nodebake/artifact"
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/artifact"
 )
 
 // Built once for all tests: compiling the programs is most of the time.

@@ -1,0 +1,69 @@
+package overlays
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodebake/nodebake/internal/tree"
+	"github.com/nodebake/nodebake/spec"
+)
+
+func TestApplyDirKeepsModesAndRenders(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "usr/local/bin"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "usr/local/bin/hello"), []byte("#!/bin/sh\n"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "etc-motd.tmpl"), []byte("Welcome to {{.Name}}: {{join .Ports \", \"}}\n"), 0o644))
+
+	tr := tree.New()
+	data := struct {
+		Name  string
+		Ports []int
+	}{"node", []int{1, 2}}
+	must(Apply(tr, Dir(dir), "extra", data))
+	if e, ok := tr.Get("usr/local/bin/hello"); !ok || e.Mode.Perm() != 0o755 {
+		t.Fatalf("executable lost its mode: %+v", e)
+	}
+	b, err := tr.ReadFile("etc-motd")
+	if err != nil || string(b) != "Welcome to node: 1, 2\n" {
+		t.Fatalf("rendered %q, %v", b, err)
+	}
+	if _, ok := tr.Get("etc-motd.tmpl"); ok {
+		t.Fatal("template copied verbatim")
+	}
+}
+
+func TestTemplateErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.tmpl"), []byte("{{.Missing}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Apply(tree.New(), Dir(dir), "extra", map[string]string{})
+	if err == nil || !strings.Contains(err.Error(), "overlay extra: template x.tmpl") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBaseOverlayHasSudoersMode(t *testing.T) {
+	s, err := spec.Parse([]byte("apiVersion: nodebake/v1\nname: n\nversion: \"1\"\n"), "image.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tree.New()
+	if err := Apply(tr, Base(), "base", s); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := tr.Get("etc/sudoers.d/nodebake"); e == nil || e.Mode.Perm() != 0o440 {
+		t.Fatalf("sudoers mode: %+v", e)
+	}
+	if e, _ := tr.Get("etc/nftables.conf"); e == nil || e.Mode.Perm() != 0o644 {
+		t.Fatalf("nftables.conf mode: %+v", e)
+	}
+}
