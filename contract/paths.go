@@ -12,6 +12,24 @@ const (
 	// UpdateSourcePath holds the text form of the image's update source,
 	// if it names one.
 	UpdateSourcePath = "/usr/share/nodebake/update-source"
+	// UpdateInsecurePath exists when image.yaml's update.insecure is
+	// true: the device then also reaches its source over plain HTTP
+	// (for a lab network). Without it, only https:// and registries over
+	// TLS are used.
+	UpdateInsecurePath = "/usr/share/nodebake/update-insecure"
+	// KeyRotationsPath holds the key rotation statements the device has
+	// accepted from its channels. Each is signed by the key it replaces,
+	// so the file is checked again on every load: starting from the baked
+	// key, it says which key the device trusts now, whichever slot runs.
+	KeyRotationsPath = "/data/.nodebake/key-rotations.json"
+	// ChannelStatePath records, per update source, the newest channel
+	// statement the device has accepted (its counter, key and expiry), so
+	// that an older one is refused.
+	ChannelStatePath = "/data/.nodebake/channels.json"
+	// UpdateLockPath is flock(2)ed by nodectl update for as long as it
+	// reads or changes the slots and the update state, so that two runs
+	// do not interleave.
+	UpdateLockPath = "/run/nodebake/update.lock"
 	// FailedVersionsPath lists, one per line, the versions that failed to
 	// boot on this device. It is on /data, so it outlives updates.
 	FailedVersionsPath = "/data/.nodebake/failed-versions"

@@ -2,6 +2,7 @@ package ota
 
 import (
 	"archive/tar"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -162,3 +163,6 @@ func (b *Bundle) Signed() (manifest, sig []byte) { return b.raw, b.sig }
 // FileNames lists a bundle's files in the order they are stored and sent:
 // small ones first.
 func FileNames() []string { return slices.Clone(files) }
+
+// SignedBy reports why b's manifest is not signed by key, if it is not.
+func (b *Bundle) SignedBy(key ed25519.PublicKey) error { return checkSignature(b.raw, b.sig, key) }

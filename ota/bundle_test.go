@@ -17,7 +17,7 @@ import (
 func copyBundle(t *testing.T, b *ota.Bundle) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	if err := bundler.PublishDir(context.Background(), b, dir, nil); err != nil {
+	if err := bundler.PublishDir(context.Background(), b, dir, testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -116,4 +116,41 @@ func TestVerify(t *testing.T) {
 			t.Fatalf("an explicitly allowed downgrade: %v", err)
 		}
 	})
+}
+
+// A bundle whose PARTUUIDs are not the running disk's is refused before
+// anything is downloaded: its boot entry would name partitions that are
+// not there.
+func TestVerifyLayout(t *testing.T) {
+	t.Parallel()
+	b := makeBundle(t, "2.0.0")
+	running := b.Manifest.Slot("a")
+	p := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}, Slot: running}
+	if err := ota.VerifyManifest(b, p); err != nil {
+		t.Fatalf("the disk's own layout: %v", err)
+	}
+	for name, change := range map[string]func(*ota.Partitions){
+		"root-a": func(p *ota.Partitions) { p.RootA = "0b6d0c6a-0000-4000-8000-000000000001" },
+		"data":   func(p *ota.Partitions) { p.Data = "0b6d0c6a-0000-4000-8000-000000000002" },
+	} {
+		m := b.Manifest
+		change(&m.Partitions)
+		raw, sig, err := ota.Seal(&m, testPriv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		for f, data := range map[string][]byte{ota.ManifestFile: raw, ota.SignatureFile: sig} {
+			if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		other, err := ota.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ota.VerifyManifest(other, p); err == nil || !strings.Contains(err.Error(), "refusing a bundle for another disk layout") {
+			t.Errorf("%s changed: %v", name, err)
+		}
+	}
 }

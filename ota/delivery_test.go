@@ -25,7 +25,7 @@ import (
 // source parses the text form of a source.
 func source(t *testing.T, text string) ota.Source {
 	t.Helper()
-	s, err := ota.ParseSource(text)
+	s, err := ota.ParseSource(text, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +42,13 @@ func TestRegistry(t *testing.T) {
 	ref := host + "/nodebake/node:2.0.0"
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
-	if _, err := bundler.Publish(ctx, b, ref, nil); err != nil {
+	if _, err := bundler.Publish(ctx, b, ref, testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
 	s := source(t, "oci://"+ref)
-	head, err := s.FetchManifest(ctx)
+	head, err := fetchManifest(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,10 +87,10 @@ func TestRegistry(t *testing.T) {
 	if err := remote.Write(otherRef, img); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := source(t, "oci://"+other).FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "not a nodebake bundle") {
+	if _, err := fetchManifest(ctx, source(t, "oci://"+other)); err == nil || !strings.Contains(err.Error(), "not a nodebake bundle") {
 		t.Errorf("pulling a container image: %v", err)
 	}
-	if _, err := source(t, "oci://"+host+"/nodebake/node:9.9.9").FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
+	if _, err := fetchManifest(ctx, source(t, "oci://"+host+"/nodebake/node:9.9.9")); err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
 		t.Errorf("pulling a missing tag: %v", err)
 	}
 }
@@ -101,7 +101,7 @@ func TestStaticFiles(t *testing.T) {
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
 	www := t.TempDir()
-	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "node", "stable"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "node", "stable"), testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := otatest.Server(www)
@@ -109,7 +109,7 @@ func TestStaticFiles(t *testing.T) {
 	s := source(t, srv.URL+"/bundles/node/stable/")
 
 	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
-	head, err := s.FetchManifest(ctx)
+	head, err := fetchManifest(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestStaticFiles(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ota.RootFile)); !os.IsNotExist(err) {
 		t.Error("a damaged root.img was kept")
 	}
-	if _, err := source(t, srv.URL+"/bundles/node/missing/").FetchManifest(ctx); err == nil || !strings.Contains(err.Error(), "404 Not Found") {
+	if _, err := fetchManifest(ctx, source(t, srv.URL+"/bundles/node/missing/")); err == nil || !strings.Contains(err.Error(), "publishes no channel.json") {
 		t.Errorf("fetching from a missing directory: %v", err)
 	}
 }
@@ -224,17 +224,19 @@ func TestDownloadFollowsSignedManifest(t *testing.T) {
 	www := t.TempDir()
 	v1, v2 := filepath.Join(www, "v1"), filepath.Join(www, "v2")
 	for dir, b := range map[string]*ota.Bundle{v1: b1, v2: b2} {
-		if err := bundler.PublishDir(ctx, b, dir, nil); err != nil {
+		if err := bundler.PublishDir(ctx, b, dir, testSigner, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "0.9.0"}}
 	raw1, _ := b1.Signed()
-	isManifest := func(file string) bool { return file == ota.ManifestFile || file == ota.SignatureFile }
+	isManifest := func(file string) bool {
+		return file == ota.ManifestFile || file == ota.SignatureFile || file == ota.ChannelFile || file == ota.ChannelSignatureFile
+	}
 	// head fetches and verifies the manifest the server offers first: v1's.
 	head := func(t *testing.T, s ota.Source) *ota.Bundle {
 		t.Helper()
-		h, err := s.FetchManifest(ctx)
+		h, err := fetchManifest(ctx, s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -357,15 +359,15 @@ func TestDownloadFollowsSignedManifest(t *testing.T) {
 		srv := otatest.Server(t.TempDir())
 		defer srv.Close()
 		ref := strings.TrimPrefix(srv.URL, "http://") + "/nodebake/node:stable"
-		if _, err := bundler.Publish(ctx, b1, ref, nil); err != nil {
+		if _, err := bundler.Publish(ctx, b1, ref, testSigner, nil); err != nil {
 			t.Fatal(err)
 		}
 		s := source(t, "oci://"+ref)
 		h := head(t, s)
-		if _, err := bundler.Publish(ctx, b2, ref, nil); err != nil {
+		if _, err := bundler.Publish(ctx, b2, ref, testSigner, nil); err != nil {
 			t.Fatal(err)
 		}
-		if now, err := s.FetchManifest(ctx); err != nil || now.Manifest.Version != "2.0.0" {
+		if now, err := fetchManifest(ctx, s); err != nil || now.Manifest.Version != "2.0.0" {
 			t.Fatalf("after the second push the tag offers %s (%v), want 2.0.0", now.Manifest.Version, err)
 		}
 		dir := filepath.Join(t.TempDir(), "download")

@@ -30,22 +30,40 @@
 // either.
 //
 // Verify trusts nothing before the signature: it checks the signature with
-// the device's key, then compatibility, version and the list of versions
-// that already failed here, then every file's size and sha256.
+// the device's key, then compatibility, that the PARTUUIDs are the running
+// disk's, version and the list of versions that already failed here, then
+// every file's size and sha256.
 //
 // # Delivery
 //
 // bundler.Publish pushes a bundle to an OCI registry as an artifact (OCI
 // image manifest with artifactType ArtifactType, the empty config, one
 // layer per file with its own media type); bundler.PublishDir writes the
-// bundle directory for any static web server. A device reaches either
-// through a Source: it fetches the manifest and signature first
-// (FetchManifest), and only once VerifyManifest accepted them downloads the
-// other files (Download) by the sizes and sha256 that manifest signs — from
-// a registry, as the blobs with those digests. Nothing the server says
-// afterwards, and no second copy of the manifest, plays a part. Each file
-// is written under a temporary name, checked, and renamed into place; the
-// manifest comes last.
+// bundle directory for any static web server. Either way the publisher
+// adds a channel statement (Channel: channel.json and channel.sig, signed
+// with the update key), and rotations.json when the key was rotated.
+//
+// A device reaches either through a Source, over TLS unless the image is
+// marked insecure. Source.Fetch gets the small files first: the channel
+// statement, the rotations, the manifest and its signature. VerifyChannel
+// follows the rotations that start from the trusted key, checks the
+// statement's signature by the key they lead to, its expiry, that its
+// counter is not below the one the device accepted from that source
+// before (Device.AcceptChannel keeps it on /data, with the rotations), and
+// that the manifest offered is the one it names. This is TUF's timestamp
+// role for a channel of one bundle: a mirror cannot hold a device on an
+// old release past the expiry, replay an older statement, or offer any
+// bundle but the current one. VerifyManifest then checks the manifest, and
+// only then does Download fetch the other files by the sizes and sha256
+// that manifest signs — from a registry, as the blobs with those digests.
+// Nothing the server says afterwards, and no second copy of the manifest,
+// plays a part. Each file is written under a temporary name, checked, and
+// renamed into place; the manifest comes last.
+//
+// A key rotation (RotateKey) is signed by the key it replaces. A device
+// leaves each key at most once, so after it took A→B, a rotation A→X
+// signed by a thief of A leads nowhere, and nothing signed by A is
+// accepted any more; a new key also starts a new count.
 //
 // # Slots and boot entries
 //
@@ -85,6 +103,7 @@
 //
 // # Apply, step by step, and what a power cut leaves
 //
+// nodectl holds Lock for a whole apply or rollback, so two never overlap.
 // Apply writes the slot the device is not running (T) and never opens the
 // running slot's partition or the data partition. The running slot's entry
 // must be Good or Standby: replacing the last known-good slot while the

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
@@ -26,6 +27,23 @@ const testName = "node"
 
 // testKey is one signing key for the whole test binary.
 var testPub, testPriv = ota.GenerateKey()
+
+// testSigner signs the channels the tests publish.
+var testSigner = bundler.Signer{Key: testPriv}
+
+// fetchManifest fetches what s offers and returns its manifest once
+// VerifyChannel accepted its channel statement for a device that trusts
+// testPub and has seen none from s.
+func fetchManifest(ctx context.Context, s ota.Source) (*ota.Bundle, error) {
+	o, err := s.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ota.VerifyChannel(o, testPub, nil, time.Now()); err != nil {
+		return nil, err
+	}
+	return o.Bundle, nil
+}
 
 // buildImage builds a test image (otatest.Image) of version.
 func buildImage(t *testing.T, version string) string {

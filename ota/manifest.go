@@ -197,23 +197,40 @@ func sign(raw []byte, priv ed25519.PrivateKey) []byte {
 	return []byte(fmt.Sprintf("ed25519 %s %s\n", KeyID(pub), base64.StdEncoding.EncodeToString(sig)))
 }
 
-// checkSignature verifies raw against a signature file made by sign.
+// checkSignature verifies manifest bytes against a signature file made by
+// sign.
 func checkSignature(raw, sigFile []byte, key ed25519.PublicKey) error {
-	f := strings.Fields(string(sigFile))
-	if len(f) != 3 || f[0] != "ed25519" {
-		return fmt.Errorf("%s: want \"ed25519 <key id> <base64 signature>\"", SignatureFile)
-	}
-	sig, err := base64.StdEncoding.DecodeString(f[2])
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%s: the signature is not %d base64-encoded bytes", SignatureFile, ed25519.SignatureSize)
+	return checkSigned("bundle", ManifestFile, SignatureFile, raw, sigFile, key)
+}
+
+// checkSigned verifies a signed file (what names it in messages; file and
+// sigFile are the two files' names) against a signature file made by sign.
+func checkSigned(what, file, sigName string, raw, sigFile []byte, key ed25519.PublicKey) error {
+	id, sig, err := parseSignature(sigName, sigFile)
+	if err != nil {
+		return err
 	}
 	// The key id in the file is not trusted; it only lets the message
 	// tell "someone else signed this" from "this was changed".
-	if want := KeyID(key); f[1] != want {
-		return fmt.Errorf("bundle is signed by key %s, but this device accepts only key %s: it was not made by this image's publisher", f[1], want)
+	if want := KeyID(key); id != want {
+		return fmt.Errorf("%s is signed by key %s, but this device accepts only key %s: it was not made by this image's publisher", what, id, want)
 	}
 	if !ed25519.Verify(key, raw, sig) {
-		return fmt.Errorf("%s does not match its signature: the manifest was changed after signing", ManifestFile)
+		return fmt.Errorf("%s does not match its signature: it was changed after signing", file)
 	}
 	return nil
+}
+
+// parseSignature reads a signature file made by sign: the key id it
+// claims and the signature.
+func parseSignature(sigName string, sigFile []byte) (id string, sig []byte, err error) {
+	f := strings.Fields(string(sigFile))
+	if len(f) != 3 || f[0] != "ed25519" {
+		return "", nil, fmt.Errorf("%s: want \"ed25519 <key id> <base64 signature>\"", sigName)
+	}
+	sig, err = base64.StdEncoding.DecodeString(f[2])
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return "", nil, fmt.Errorf("%s: the signature is not %d base64-encoded bytes", sigName, ed25519.SignatureSize)
+	}
+	return f[1], sig, nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,10 +18,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// RegistryOptions are how both sides reach a registry. Registries on
-// localhost and private addresses are reached over plain HTTP
-// (go-containerregistry's rule), others over HTTPS; credentials come from
-// the usual docker config, if any.
+// RegistryOptions are how both sides reach a registry: credentials come
+// from the usual docker config, if any. A publisher reaches registries on
+// localhost and private addresses over plain HTTP if they do not answer
+// HTTPS (go-containerregistry's rule); a device adds its own transport
+// (see transport).
 func RegistryOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 }
@@ -37,55 +41,95 @@ var mediaTypes = map[string]types.MediaType{
 	KernelFile:    "application/vnd.nodebake.bundle.kernel.v1",
 	InitrdFile:    "application/vnd.nodebake.bundle.initrd.v1",
 	RootFile:      "application/vnd.nodebake.bundle.root.v1",
+
+	ChannelFile:          "application/vnd.nodebake.channel.v1+json",
+	ChannelSignatureFile: "application/vnd.nodebake.channel.signature.v1",
+	RotationsFile:        "application/vnd.nodebake.key-rotations.v1+json",
 }
 
 // ociRegistry is an OCI registry holding the bundle pushed by `nodebake
 // publish oci://…` under a tag.
-type ociRegistry struct{ ref name.Reference }
+type ociRegistry struct {
+	ref       name.Reference
+	transport http.RoundTripper
+}
 
-// signed finds the manifest and signature layers by media type in the OCI
-// manifest the tag names, and reads them. Only they are found that way:
-// the other files are fetched by the digests their signed records give.
-func (g ociRegistry) signed(ctx context.Context) (raw, sig []byte, err error) {
-	desc, err := remote.Get(g.ref, RegistryOptions(ctx)...)
+// transport is how a device reaches a registry: over TLS only, unless
+// insecure; roots are the certificate authorities to trust (nil: the
+// system's).
+func transport(insecure bool, roots *x509.CertPool) http.RoundTripper {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots}
+	if insecure {
+		return t
+	}
+	return tlsOnly{t}
+}
+
+// tlsOnly refuses plain HTTP. go-containerregistry tries plain HTTP for a
+// registry on localhost or a private address when HTTPS fails, and would
+// follow a redirect to it; a secure source must not.
+type tlsOnly struct{ next http.RoundTripper }
+
+func (t tlsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		return nil, fmt.Errorf("refusing plain http (%s): the update source must be reached over TLS; set update.insecure: true in image.yaml only on a lab network", r.URL.Redacted())
+	}
+	return t.next.RoundTrip(r)
+}
+
+func (g ociRegistry) options(ctx context.Context) []remote.Option {
+	return append(RegistryOptions(ctx), remote.WithTransport(g.transport))
+}
+
+// small finds the channel's small files by media type in the OCI manifest
+// the tag names, and reads them. Only they are found that way: the other
+// files are fetched by the digests their signed records give.
+func (g ociRegistry) small(ctx context.Context, names []string) (map[string][]byte, error) {
+	desc, err := remote.Get(g.ref, g.options(ctx)...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pulling %s: %w", g.ref, err)
+		return nil, fmt.Errorf("pulling %s: %w", g.ref, err)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if m.ArtifactType != ArtifactType {
-		return nil, nil, fmt.Errorf("not a nodebake bundle (artifactType %q, want %q)", m.ArtifactType, ArtifactType)
+		return nil, fmt.Errorf("not a nodebake bundle (artifactType %q, want %q)", m.ArtifactType, ArtifactType)
 	}
-	for f, dst := range map[string]*[]byte{ManifestFile: &raw, SignatureFile: &sig} {
+	got := map[string][]byte{}
+	for _, f := range names {
 		var found []v1.Descriptor
 		for _, l := range m.Layers {
 			if l.MediaType == mediaTypes[f] {
 				found = append(found, l)
 			}
 		}
+		if len(found) == 0 {
+			continue
+		}
 		if len(found) != 1 {
-			return nil, nil, fmt.Errorf("want one layer of type %s (%s), found %d", mediaTypes[f], f, len(found))
+			return nil, fmt.Errorf("want one layer of type %s (%s), found %d", mediaTypes[f], f, len(found))
 		}
 		d := found[0]
 		if d.Size > maxManifest {
-			return nil, nil, fmt.Errorf("%s is %d bytes: too large", f, d.Size)
+			return nil, fmt.Errorf("%s is %d bytes: too large", f, d.Size)
 		}
 		rc, err := g.blob(ctx, d.Digest)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		*dst, err = io.ReadAll(io.LimitReader(rc, maxManifest+1))
+		b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
 		rc.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if sum := sha256.Sum256(*dst); int64(len(*dst)) != d.Size || hex.EncodeToString(sum[:]) != d.Digest.Hex {
-			return nil, nil, fmt.Errorf("%s: the blob does not match its descriptor (%d bytes, %s)", f, d.Size, d.Digest)
+		if sum := sha256.Sum256(b); int64(len(b)) != d.Size || hex.EncodeToString(sum[:]) != d.Digest.Hex {
+			return nil, fmt.Errorf("%s: the blob does not match its descriptor (%d bytes, %s)", f, d.Size, d.Digest)
 		}
+		got[f] = b
 	}
-	return raw, sig, nil
+	return got, nil
 }
 
 // open fetches a file as the blob whose digest is the file's signed
@@ -96,7 +140,7 @@ func (g ociRegistry) open(ctx context.Context, _ string, want File) (io.ReadClos
 
 // blob starts downloading a blob from the repository.
 func (g ociRegistry) blob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
-	l, err := remote.Layer(g.ref.Context().Digest(h.String()), RegistryOptions(ctx)...)
+	l, err := remote.Layer(g.ref.Context().Digest(h.String()), g.options(ctx)...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package ota
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/url"
@@ -18,18 +19,19 @@ import (
 // pushed by `nodebake publish oci://…`) or the URL of a folder written by
 // `nodebake publish DIR`. Its text form is what image.yaml's update.source
 // holds and the image bakes in: "oci://REGISTRY/REPOSITORY:TAG" or an
-// http:// or https:// URL.
+// https:// URL (http:// only for an insecure source).
 type Source struct {
 	text string
 	f    fetcher
 }
 
-// fetcher is one way of reaching a published bundle. It only moves bytes:
-// what they must be comes from the signed manifest, never from the server.
+// fetcher is one way of reaching a published channel. It only moves
+// bytes: what they must be comes from signed files, never from the server.
 type fetcher interface {
-	// signed fetches the manifest and signature files, each at most
-	// maxManifest bytes.
-	signed(ctx context.Context) (raw, sig []byte, err error)
+	// small fetches the small files of a channel (channel, rotations,
+	// manifest and their signatures), each at most maxManifest bytes. A
+	// file that is not published is left out of the map.
+	small(ctx context.Context, names []string) (map[string][]byte, error)
 	// open starts downloading a bundle file that the manifest records as
 	// want. The caller reads exactly want.Size bytes and checks them.
 	open(ctx context.Context, file string, want File) (io.ReadCloser, error)
@@ -37,8 +39,18 @@ type fetcher interface {
 
 const ociScheme = "oci://"
 
-// ParseSource reads the text form of a source.
-func ParseSource(s string) (Source, error) {
+// ParseSource reads the text form of a source. Unless insecure (the
+// image's update.insecure, for a lab network), it must be reached over
+// TLS: an https:// URL, or a registry that answers over https — even one
+// on a private address, where the registry client would otherwise fall
+// back to plain HTTP.
+func ParseSource(s string, insecure bool) (Source, error) {
+	return newSource(s, insecure, nil)
+}
+
+// newSource is ParseSource with the certificate authorities to trust
+// (nil: the system's).
+func newSource(s string, insecure bool, roots *x509.CertPool) (Source, error) {
 	s = strings.TrimSpace(s)
 	if ref, ok := strings.CutPrefix(s, ociScheme); ok {
 		// Strict: the registry and the tag must be written out, so that a
@@ -47,16 +59,19 @@ func ParseSource(s string) (Source, error) {
 		if err != nil {
 			return Source{}, fmt.Errorf("update source %q: want oci://REGISTRY/REPOSITORY:TAG (e.g. oci://ghcr.io/me/minibolt:stable): %v", clip(s), err)
 		}
-		return Source{text: s, f: ociRegistry{r}}, nil
+		return Source{text: s, f: ociRegistry{ref: r, transport: transport(insecure, roots)}}, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Source{}, fmt.Errorf("update source %q: want oci://REGISTRY/REPOSITORY:TAG or the http:// or https:// URL of a folder written by nodebake publish", clip(s))
+		return Source{}, fmt.Errorf("update source %q: want oci://REGISTRY/REPOSITORY:TAG or the https:// URL of a folder written by nodebake publish", clip(s))
+	}
+	if u.Scheme == "http" && !insecure {
+		return Source{}, fmt.Errorf("update source %q: plain http lets anyone on the way watch and block the device's updates: use https://, or set update.insecure: true in image.yaml (a lab network only)", clip(s))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return Source{}, fmt.Errorf("update source %q: the URL of a bundle folder takes no ?query or #fragment", clip(s))
 	}
-	return Source{text: u.String(), f: webFolder{u.String()}}, nil
+	return Source{text: u.String(), f: webFolder{base: u.String(), client: webClient(insecure, roots)}}, nil
 }
 
 // String is the text form.
@@ -65,18 +80,30 @@ func (s Source) String() string { return s.text }
 // IsZero reports whether s is the zero Source (none configured).
 func (s Source) IsZero() bool { return s.f == nil }
 
-// FetchManifest downloads only the manifest and signature of the bundle
-// the source offers, for VerifyManifest: enough to decide whether the
-// update is worth downloading.
-func (s Source) FetchManifest(ctx context.Context) (*Bundle, error) {
+// Fetch downloads what the source offers, without the bulk: the channel
+// statement and its key rotations, and the manifest and signature of the
+// bundle. VerifyChannel and then VerifyManifest decide whether the update
+// is worth downloading.
+func (s Source) Fetch(ctx context.Context) (*Offer, error) {
 	if s.f == nil {
 		return nil, fmt.Errorf("no update source")
 	}
-	raw, sig, err := s.f.signed(ctx)
+	got, err := s.f.small(ctx, []string{ChannelFile, ChannelSignatureFile, RotationsFile, ManifestFile, SignatureFile})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s, err)
 	}
-	return manifestOnly(raw, sig), nil
+	for _, f := range []string{ChannelFile, ChannelSignatureFile, ManifestFile, SignatureFile} {
+		if got[f] == nil {
+			return nil, fmt.Errorf("%s publishes no %s: publish the bundle with nodebake publish -k KEY, which signs the channel too", s, f)
+		}
+	}
+	o := &Offer{Bundle: manifestOnly(got[ManifestFile], got[SignatureFile]), channel: got[ChannelFile], channelSig: got[ChannelSignatureFile]}
+	if r := got[RotationsFile]; r != nil {
+		if o.rotations, err = parseRotations(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return o, nil
 }
 
 // Download fetches the files of the bundle whose manifest is head into

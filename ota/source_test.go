@@ -19,7 +19,7 @@ func TestParseSource(t *testing.T) {
 		"https://updates.example.org/minibolt/":     "https://updates.example.org/minibolt/",
 		"  http://10.0.2.100/bundles/stable  ":      "http://10.0.2.100/bundles/stable",
 	} {
-		s, err := ota.ParseSource(in)
+		s, err := ota.ParseSource(in, true)
 		if err != nil {
 			t.Errorf("%q: %v", in, err)
 			continue
@@ -29,23 +29,23 @@ func TestParseSource(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		"ghcr.io/me/minibolt:stable":  "want oci://REGISTRY/REPOSITORY:TAG or the http:// or https:// URL",
+		"ghcr.io/me/minibolt:stable":  "want oci://REGISTRY/REPOSITORY:TAG or the https:// URL",
 		"oci://minibolt:stable":       "want oci://REGISTRY/REPOSITORY:TAG",
 		"oci://ghcr.io/me/minibolt":   "want oci://REGISTRY/REPOSITORY:TAG",
 		"oci://ghcr.io/Me/minibolt:x": "want oci://REGISTRY/REPOSITORY:TAG",
-		"ftp://example.org/bundles/":  "http:// or https:// URL",
-		"https:///bundles":            "http:// or https:// URL",
+		"ftp://example.org/bundles/":  "or the https:// URL",
+		"https:///bundles":            "or the https:// URL",
 		"https://example.org/b?tag=1": "takes no ?query",
 		"":                            "want oci://",
 	} {
-		if _, err := ota.ParseSource(in); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := ota.ParseSource(in, true); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error containing %q", in, err, want)
 		}
 	}
 	if !(ota.Source{}).IsZero() {
 		t.Error("the zero Source is not IsZero")
 	}
-	if _, err := (ota.Source{}).FetchManifest(context.Background()); err == nil {
+	if _, err := (ota.Source{}).Fetch(context.Background()); err == nil {
 		t.Error("the zero Source fetched something")
 	}
 }
@@ -60,23 +60,23 @@ func TestSourceDownloads(t *testing.T) {
 	ctx := context.Background()
 	b := makeBundle(t, "2.0.0")
 	www := t.TempDir()
-	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "stable"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b, filepath.Join(www, "bundles", "stable"), testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := otatest.Server(www)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	if _, err := bundler.Publish(ctx, b, host+"/nodebake/node:stable", nil); err != nil {
+	if _, err := bundler.Publish(ctx, b, host+"/nodebake/node:stable", testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	policy := ota.Policy{Key: testPub, Running: ota.Identity{Name: testName, Version: "1.0.0"}}
 	for _, text := range []string{"oci://" + host + "/nodebake/node:stable", srv.URL + "/bundles/stable/"} {
-		s, err := ota.ParseSource(text)
+		s, err := ota.ParseSource(text, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		head, err := s.FetchManifest(ctx)
+		head, err := fetchManifest(ctx, s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}

@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/nodebake/nodebake/contract"
 )
 
 // Policy is what a device accepts.
 type Policy struct {
-	Key            ed25519.PublicKey // the update key baked into the running image
-	Running        Identity          // the image the device runs
-	AllowDowngrade bool              // accept a version that is not newer
+	Key     ed25519.PublicKey // the update key baked into the running image
+	Running Identity          // the image the device runs
+	// Slot is the running slot (from the kernel command line). When it is
+	// set, the bundle's PARTUUIDs must be this disk's: a bundle for
+	// another layout would boot a root that is not there.
+	Slot           contract.Slot
+	AllowDowngrade bool // accept a version that is not newer
 	// Failed lists versions that already failed to boot on this device
 	// (the device keeps the list on /data). They are refused, so a bad
 	// release is not installed again and again; leave it out to force one.
@@ -39,6 +45,12 @@ func VerifyManifest(b *Bundle, p Policy) error {
 	}
 	if m.Compatible != p.Running.Name {
 		return fmt.Errorf("bundle is for %q devices, this device runs %q: refusing an image built for another device", m.Compatible, p.Running.Name)
+	}
+	if p.Slot.Name != "" {
+		if got := m.Slot(p.Slot.Name); got.RootPartUUID != p.Slot.RootPartUUID || got.DataPartUUID != p.Slot.DataPartUUID {
+			return fmt.Errorf("bundle puts slot %s on PARTUUID %s and data on %s, but this device runs slot %s from %s with data on %s: refusing a bundle for another disk layout",
+				p.Slot.Name, got.RootPartUUID, got.DataPartUUID, p.Slot.Name, p.Slot.RootPartUUID, p.Slot.DataPartUUID)
+		}
 	}
 	if slices.Contains(p.Failed, m.Version) {
 		return fmt.Errorf("version %s already failed to boot on this device: not installing it again", m.Version)

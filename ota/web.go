@@ -2,6 +2,8 @@ package ota
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -13,46 +15,60 @@ import (
 
 // webFolder is a folder written by `nodebake publish DIR` on any web
 // server.
-type webFolder struct{ base string }
+type webFolder struct {
+	base   string
+	client *http.Client
+}
 
 // webClient gives up on a server that stops answering, but never limits
 // how long a large file may take to arrive. It follows no redirect from
-// https to http.
-var webClient = &http.Client{
-	Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-	},
-	CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-			return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
-		}
-		return nil
-	},
+// https to http, nor, unless insecure, to http at all.
+func webClient(insecure bool, roots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       &tls.Config{RootCAs: roots},
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			if (!insecure || via[0].URL.Scheme == "https") && req.URL.Scheme != "https" {
+				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+			}
+			return nil
+		},
+	}
 }
 
-func (w webFolder) signed(ctx context.Context) (raw, sig []byte, err error) {
-	for f, dst := range map[string]*[]byte{ManifestFile: &raw, SignatureFile: &sig} {
+func (w webFolder) small(ctx context.Context, names []string) (map[string][]byte, error) {
+	got := map[string][]byte{}
+	for _, f := range names {
 		body, u, err := w.get(ctx, f, -1)
-		if err != nil {
-			return nil, nil, err
+		if errors.Is(err, errNotFound) {
+			continue
 		}
-		*dst, err = io.ReadAll(io.LimitReader(body, maxManifest+1))
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
 		body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", u, err)
+			return nil, fmt.Errorf("%s: %w", u, err)
 		}
-		if len(*dst) > maxManifest {
-			return nil, nil, fmt.Errorf("%s: larger than %d bytes: not a bundle's %s", u, maxManifest, f)
+		if len(b) > maxManifest {
+			return nil, fmt.Errorf("%s: larger than %d bytes: not a channel's %s", u, maxManifest, f)
 		}
+		got[f] = b
 	}
-	return raw, sig, nil
+	return got, nil
 }
+
+// errNotFound is a 404 answer.
+var errNotFound = errors.New("not found")
 
 func (w webFolder) open(ctx context.Context, file string, want File) (io.ReadCloser, error) {
 	body, _, err := w.get(ctx, file, want.Size)
@@ -70,9 +86,13 @@ func (w webFolder) get(ctx context.Context, name string, size int64) (io.ReadClo
 	if err != nil {
 		return nil, u, err
 	}
-	resp, err := webClient.Do(req)
+	resp, err := w.client.Do(req)
 	if err != nil {
 		return nil, u, err
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		resp.Body.Close()
+		return nil, u, fmt.Errorf("GET %s: %w", u, errNotFound)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()

@@ -131,15 +131,16 @@ func (f *otaFixture) registryRef() string {
 }
 
 func (f *otaFixture) publish(version, dest string) error {
-	if out, err := exec.Command(nodebakeBin, "publish", "-q", f.bundles[version], dest).CombinedOutput(); err != nil {
+	if out, err := exec.Command(nodebakeBin, "publish", "-q", "-k", f.key, f.bundles[version], dest).CombinedOutput(); err != nil {
 		return fmt.Errorf("nodebake publish %s %s: %v\n%s", version, dest, err, out)
 	}
 	return nil
 }
 
 // otaSpec is the spec base with the version replaced, an update section
-// (public key, source "@SOURCE@") and, if overlay is set, that overlay
-// folder added. It returns the image name too.
+// (public key, source "@SOURCE@", insecure: the host's registry and web
+// server speak plain HTTP) and, if overlay is set, that overlay folder
+// added. It returns the image name too.
 func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(base, &doc); err != nil {
@@ -150,6 +151,7 @@ func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, e
 	standin.YAMLSet(root, "version", str(version))
 	standin.YAMLSet(root, "update", &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
 		str("public_key"), str(publicKey), str("source"), str("@SOURCE@"),
+		str("insecure"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"},
 	}})
 	if overlay != "" {
 		list := standin.YAMLValue(root, "overlays")
@@ -357,7 +359,8 @@ func TestOTA(t *testing.T) {
 	}
 
 	t.Log("update to v2 from the registry")
-	if out := d.sh("sudo nodectl update check"); !strings.Contains(out, "update available: "+f.name+" "+v2+" (running "+v1+") from "+f.source) {
+	if out := d.sh("sudo nodectl update check"); !strings.Contains(out, "update available: "+f.name+" "+v2+" (running "+v1+") from "+f.source) ||
+		!strings.Contains(out, "channel "+f.source+": "+f.name+" "+v2+", counter ") {
 		t.Fatalf("check:\n%s", out)
 	}
 	apply, blessed := updateToV2(d, f)
@@ -482,7 +485,7 @@ func TestOTA(t *testing.T) {
 			t.Errorf("boot %d did not end in a failed assessment:\n%s", b, j)
 		}
 	}
-	if out := d.sh("sudo nodectl update status"); !strings.Contains(out, "failed     "+v3) {
+	if out := d.sh("sudo nodectl update status"); !strings.Contains(out, "failed     "+v3) || !strings.Contains(out, "channel    "+f.source+": "+v3+", counter ") {
 		t.Errorf("status:\n%s", out)
 	}
 	if got := d.sh("cat " + contract.FailedVersionsPath); got != v3 {

@@ -122,10 +122,13 @@ type Update struct {
 	// private key.
 	PublicKey string `yaml:"public_key"`
 	// Source is where `nodectl update check|apply` looks:
-	// "oci://REGISTRY/REPOSITORY:TAG" or the http(s):// URL of a folder
+	// "oci://REGISTRY/REPOSITORY:TAG" or the https:// URL of a folder
 	// written by `nodebake publish`. Optional: without it, bundles are
 	// copied onto the device and applied from the file.
 	Source string `yaml:"source"`
+	// Insecure lets devices reach their source over plain HTTP (an
+	// http:// URL, a registry without TLS): for a lab network only.
+	Insecure bool `yaml:"insecure"`
 }
 
 // Disk sizes the partitions of the image file. The data partition is grown

@@ -21,6 +21,11 @@ func TestUpdate(t *testing.T) {
 			t.Errorf("%q: %v", extra, err)
 		}
 	}
+	// Plain HTTP only when marked insecure (a lab network).
+	s, err = Parse([]byte(minimal+"update:\n  public_key: "+testUpdateKey+"\n  source: http://10.0.2.100/bundles/\n  insecure: true\n"), "image.yaml", t.TempDir())
+	if err != nil || !s.Update.Insecure {
+		t.Errorf("insecure http source: %+v, %v", s.Update, err)
+	}
 	// No update section: updates are off.
 	if s, err := Parse([]byte(minimal), "image.yaml", t.TempDir()); err != nil || s.Update != nil {
 		t.Errorf("without update: %+v, %v", s.Update, err)
@@ -36,9 +41,11 @@ func TestUpdateRejects(t *testing.T) {
 		"key missing": {"update:\n  source: oci://ghcr.io/me/minibolt:stable\n",
 			"image.yaml:4: update.public_key: missing: updates need the public key `nodebake keygen` wrote"},
 		"source without scheme": {"update:\n  public_key: " + testUpdateKey + "\n  source: ghcr.io/me/minibolt:stable\n",
-			`image.yaml:6: update.source: update source "ghcr.io/me/minibolt:stable": want oci://REGISTRY/REPOSITORY:TAG or the http:// or https:// URL`},
+			`image.yaml:6: update.source: update source "ghcr.io/me/minibolt:stable": want oci://REGISTRY/REPOSITORY:TAG or the https:// URL`},
 		"source without tag": {"update:\n  public_key: " + testUpdateKey + "\n  source: oci://ghcr.io/me/minibolt\n",
 			"image.yaml:6: update.source: update source \"oci://ghcr.io/me/minibolt\": want oci://REGISTRY/REPOSITORY:TAG"},
+		"source http": {"update:\n  public_key: " + testUpdateKey + "\n  source: http://updates.example.org/minibolt/\n",
+			`image.yaml:6: update.source: update source "http://updates.example.org/minibolt/": plain http`},
 		"source ftp": {"update:\n  public_key: " + testUpdateKey + "\n  source: ftp://example.org/x/\n",
 			"image.yaml:6: update.source: "},
 		"unknown field": {"update:\n  public_key: " + testUpdateKey + "\n  channel: beta\n",

@@ -212,7 +212,7 @@ func (s *Spec) validate() Errors {
 			bad("update.public_key", "%v", err)
 		}
 		if u.Source != "" {
-			if _, err := ota.ParseSource(u.Source); err != nil {
+			if _, err := ota.ParseSource(u.Source, u.Insecure); err != nil {
 				bad("update.source", "%v", err)
 			}
 		}

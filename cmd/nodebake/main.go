@@ -19,9 +19,10 @@ Usage:
   nodebake build   [-f image.yaml] [-o out/NAME-VERSION.img] [--compress zstd] [--mirror DIR|URL] [--offline] [-q]
   nodebake inspect IMAGE
   nodebake qemu    [-m MiB] [--cpus N] [--ssh-port 2222] [--persist] IMAGE
-  nodebake keygen  [-o keys/update]
+  nodebake keygen  [-o keys/update] [--rotate-from keys/OLD]
   nodebake bundle  -k KEY [-o BUNDLE.tar|DIR] IMAGE
-  nodebake publish BUNDLE oci://REGISTRY/REPOSITORY:TAG|DIR
+  nodebake publish -k KEY [--expires 168h] BUNDLE oci://REGISTRY/REPOSITORY:TAG|DIR
+  nodebake publish -k KEY [--expires 168h] --refresh oci://REGISTRY/REPOSITORY:TAG|DIR
 
 keygen makes the key pair that signs updates; bundle makes a signed update
 from a built image; publish pushes it to a registry, or writes it into a

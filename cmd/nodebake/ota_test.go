@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
@@ -99,14 +100,15 @@ func TestBundleAndPublish(t *testing.T) {
 	defer srv.Close()
 	ref := "oci://" + strings.TrimPrefix(srv.URL, "http://") + "/node/stable:2"
 	out.Reset()
-	if err := publish(ctx, []string{tarFile, ref}, &out); err != nil {
+	if err := publish(ctx, []string{"-k", key, tarFile, ref}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "pushed node 2.0.0 to "+ref+" (sha256:") || !strings.Contains(out.String(), "push: ") {
+	if !strings.Contains(out.String(), "pushed node 2.0.0 to "+ref+" (sha256:") || !strings.Contains(out.String(), "push: ") ||
+		!strings.Contains(out.String(), "refresh before then (nodebake publish -k "+key+" --refresh "+ref+")") {
 		t.Errorf("publish output:\n%s", out.String())
 	}
 	www := filepath.Join(dir, "www", "stable")
-	if err := publish(ctx, []string{"-q", folder, www}, io.Discard); err != nil {
+	if err := publish(ctx, []string{"-q", "-k", key, "--expires", "2h", folder, www}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, src := range []string{ref, "file"} {
@@ -115,10 +117,12 @@ func TestBundleAndPublish(t *testing.T) {
 		if src == "file" {
 			got, err = ota.Open(www)
 		} else {
-			s, _ := ota.ParseSource(src)
-			var head *ota.Bundle
-			if head, err = s.FetchManifest(ctx); err == nil {
-				got, err = s.Download(ctx, head, filepath.Join(t.TempDir(), "dl"), nil)
+			s, _ := ota.ParseSource(src, true)
+			var o *ota.Offer
+			if o, err = s.Fetch(ctx); err == nil {
+				if _, err = ota.VerifyChannel(o, pub, nil, time.Now()); err == nil {
+					got, err = s.Download(ctx, o.Bundle, filepath.Join(t.TempDir(), "dl"), nil)
+				}
 			}
 		}
 		if err != nil {
@@ -128,11 +132,38 @@ func TestBundleAndPublish(t *testing.T) {
 			t.Errorf("published to %s: %v", src, err)
 		}
 	}
-	if err := publish(ctx, []string{tarFile, "https://example.org/x/"}, io.Discard); err == nil || !strings.Contains(err.Error(), "upload it yourself") {
-		t.Errorf("publish to https: %v", err)
+	// The folder's statement expires in two hours; a refresh counts on
+	// and gives it the default week.
+	c, err := ota.ParseChannel(readFile(t, filepath.Join(www, ota.ChannelFile)))
+	if err != nil || c.Counter != 1 || c.Expires.Sub(c.Issued) != 2*time.Hour {
+		t.Errorf("the folder's statement: %+v, %v", c, err)
 	}
-	if err := publish(ctx, []string{tarFile, "oci://example.org/x"}, io.Discard); err == nil || !strings.Contains(err.Error(), "want oci://REGISTRY/REPOSITORY:TAG") {
-		t.Errorf("publish without a tag: %v", err)
+	for _, dest := range []string{www, ref} {
+		out.Reset()
+		if err := publish(ctx, []string{"-k", key, "--refresh", dest}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "refreshed "+dest+": node 2.0.0, counter 2, expires ") {
+			t.Errorf("refresh output:\n%s", out.String())
+		}
+	}
+	if c, err := ota.ParseChannel(readFile(t, filepath.Join(www, ota.ChannelFile))); err != nil || c.Counter != 2 || c.Expires.Sub(c.Issued) != ota.DefaultExpiry {
+		t.Errorf("the refreshed statement: %+v, %v", c, err)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-k", key, tarFile, "https://example.org/x/"}, "upload it yourself"},
+		{[]string{"-k", key, tarFile, "oci://example.org/x"}, "want oci://REGISTRY/REPOSITORY:TAG"},
+		{[]string{tarFile, www}, "want -k KEY"},
+		{[]string{"-k", key, "--refresh", tarFile, www}, "want -k KEY"},
+		{[]string{"-k", key, "--expires", "-1h", tarFile, www}, "want a positive duration"},
+	} {
+		if err := publish(ctx, c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("publish %v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }
 
@@ -160,5 +191,72 @@ func TestBundleKeyWarnings(t *testing.T) {
 	}
 	if err := makeBundle(ctx, []string{"-k", key}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "want -k KEY and one image") {
 		t.Errorf("no image: %v", err)
+	}
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// keygen --rotate-from makes a new key and the rotation to it, signed by
+// the old key and chained to the rotations that led to the old key;
+// publish sends the chain along, and a device that trusts the first key
+// follows it to the last.
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	k1, k2, k3 := filepath.Join(dir, "update"), filepath.Join(dir, "update2"), filepath.Join(dir, "update3")
+	if err := keygen([]string{"-o", k1}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := keygen([]string{"--rotate-from", k1, "-o", k2}, &out); err != nil {
+		t.Fatal(err)
+	}
+	pub1, _ := ota.LoadPublicKey(k1 + ".pub")
+	pub2, _ := ota.LoadPublicKey(k2 + ".pub")
+	if want := "key rotation       " + k2 + ".rotation (key " + ota.KeyID(pub1) + " → key " + ota.KeyID(pub2) + ", signed by " + k1 + ")"; !strings.Contains(out.String(), want) ||
+		!strings.Contains(out.String(), "  public_key: "+ota.FormatPublicKey(pub2)+"\n") {
+		t.Errorf("keygen --rotate-from output lacks %q:\n%s", want, out.String())
+	}
+	if err := keygen([]string{"--rotate-from", k2, "-o", k3}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	chain, err := ota.LoadRotations(k3 + ".rotation")
+	if err != nil || len(chain) != 2 {
+		t.Fatalf("%s.rotation: %d rotations, %v", k3, len(chain), err)
+	}
+	if err := keygen([]string{"--rotate-from", filepath.Join(dir, "missing"), "-o", filepath.Join(dir, "update4")}, io.Discard); err == nil {
+		t.Error("keygen --rotate-from a missing key succeeded")
+	}
+
+	pub3, _ := ota.LoadPublicKey(k3 + ".pub")
+	img := otatest.Image{Name: "node", Version: "2.0.0", UpdateKey: ota.FormatPublicKey(pub3)}.Build(t, dir)
+	bundleDir := filepath.Join(dir, "b")
+	if err := makeBundle(ctx, []string{"-q", "-k", k3, "-o", bundleDir, img}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := "oci://" + strings.TrimPrefix(srv.URL, "http://") + "/node/stable:2"
+	if err := publish(ctx, []string{"-q", "-k", k3, bundleDir, ref}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := ota.ParseSource(ref, true)
+	o, err := s.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ota.VerifyChannel(o, pub1, nil, time.Now())
+	if err != nil || !c.Key.Equal(pub3) || len(c.Rotations) != 2 {
+		t.Fatalf("a device trusting the first key: %+v, %v", c, err)
+	}
+	if err := ota.VerifyManifest(o.Bundle, ota.Policy{Key: c.Key, Running: ota.Identity{Name: "node", Version: "1.0.0"}}); err != nil {
+		t.Errorf("the bundle signed by the third key: %v", err)
 	}
 }

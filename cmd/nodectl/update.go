@@ -6,13 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/progress"
 	"github.com/nodebake/nodebake/ota"
 )
@@ -23,8 +27,9 @@ const updateUsage = `usage: nodectl update <command> [flags]
                                       install it into the other slot; it boots next, on trial
   status                              slots, boot entries, versions that failed here
   rollback                            boot the other slot next (it gets three tries)
-SRC is oci://REGISTRY/REPOSITORY:TAG or the http(s):// URL of a folder written by nodebake publish;
-BUNDLE is a bundle folder or .tar file copied onto the device.`
+SRC is oci://REGISTRY/REPOSITORY:TAG or the https:// URL of a folder written by nodebake publish
+(plain http only if the image sets update.insecure); its signed channel statement must be fresh and
+name the bundle. BUNDLE is a bundle folder or .tar file copied onto the device: no channel is checked.`
 
 func updateCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -48,29 +53,45 @@ func updateCmd(args []string, stdout io.Writer) error {
 	return fmt.Errorf("unknown command %q\n%s", args[0], updateUsage)
 }
 
-// load reads the device whose root is root (for tests; "/" on a device).
-func load(root string) (*ota.Device, error) {
-	if root == "/" && os.Geteuid() != 0 {
-		return nil, errors.New("must run as root (the ESP and the slots are root's): sudo nodectl update …")
+// load takes the update lock of the device whose root is root (for
+// tests; "/" on a device) and reads the device; the caller unlocks when
+// done. Holding the lock from before the read means that what is read
+// stays true until the command ends.
+func load(root string) (*ota.Device, func(), error) {
+	if err := needRoot(root); err != nil {
+		return nil, nil, err
 	}
-	return ota.LoadDevice(root)
+	unlock, err := ota.Lock(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := ota.LoadDevice(root)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return d, unlock, nil
 }
 
-// loadFlags parses the flags of a command that has only -root, and loads
-// the device there.
-func loadFlags(name string, args []string) (*ota.Device, error) {
+func needRoot(root string) error {
+	if root == "/" && os.Geteuid() != 0 {
+		return errors.New("must run as root (the ESP and the slots are root's): sudo nodectl update …")
+	}
+	return nil
+}
+
+// rootFlag parses the flags of a command that has only -root.
+func rootFlag(name string, args []string) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	root := fs.String("root", "/", "the device's root (for tests)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	return load(*root)
+	err := fs.Parse(args)
+	return *root, err
 }
 
 // sourceFor is the -source flag if given, else the image's own source.
 func sourceFor(s *ota.Device, flagValue string) (ota.Source, error) {
 	if flagValue != "" {
-		return ota.ParseSource(flagValue)
+		return ota.ParseSource(flagValue, s.Insecure)
 	}
 	if s.Source.IsZero() {
 		return ota.Source{}, fmt.Errorf("this image names no update source (update.source in image.yaml): pass -source, or copy a bundle onto the device and give its path")
@@ -109,26 +130,33 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, err := load(*root)
+	s, unlock, err := load(*root)
 	if err != nil {
 		return err
 	}
-	p, err := s.Policy(false, false)
-	if err != nil {
+	defer unlock()
+	if _, err := s.Policy(false, false); err != nil {
 		return err
 	}
 	var b *ota.Bundle
 	from := file
 	if file != "" {
-		b, err = ota.Open(file)
+		if b, err = ota.Open(file); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, fileNote)
 	} else {
-		var src ota.Source
-		if src, err = sourceFor(s, *source); err != nil {
+		src, err := sourceFor(s, *source)
+		if err != nil {
 			return err
 		}
 		from = src.String()
-		b, err = src.FetchManifest(ctx)
+		if b, err = fetch(ctx, s, src, stdout); err != nil {
+			return err
+		}
 	}
+	// The channel may have rotated the key: the policy comes after it.
+	p, err := s.Policy(false, false)
 	if err != nil {
 		return err
 	}
@@ -149,6 +177,30 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// fileNote says what a bundle file is not checked against.
+const fileNote = "a bundle file you chose: no channel statement vouches that it is current; its signature, device and version are checked as always"
+
+// fetch gets what src offers, accepts its channel statement (which it
+// shows) and returns the manifest it names, for VerifyManifest.
+func fetch(ctx context.Context, s *ota.Device, src ota.Source, stdout io.Writer) (*ota.Bundle, error) {
+	offer, err := src.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	c, err := s.AcceptChannel(src, offer, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range c.Rotations {
+		fmt.Fprintf(stdout, "update key rotated: %s (signed by the old key); the device trusts only the new key from now on\n", r.Describe())
+	}
+	ch := &c.Channel
+	fmt.Fprintf(stdout, "channel %s: %s %s, counter %d, signed %s ago, valid until %s\n",
+		src, ch.Name, ch.Version, ch.Counter, ota.Ago(now.Sub(ch.Issued)), ch.Expires.Format(time.RFC3339))
+	return offer.Bundle, nil
 }
 
 // offersNothingNewer reports whether a bundle that p refused is a good
@@ -172,19 +224,24 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	if file != "" && *source != "" {
 		return errors.New("give a bundle or -source, not both")
 	}
-	s, err := load(*root)
+	s, unlock, err := load(*root)
 	if err != nil {
 		return err
 	}
-	p, err := s.Policy(*downgrade, *retry)
-	if err != nil {
+	defer unlock()
+	if _, err := s.Policy(*downgrade, *retry); err != nil {
 		return err
 	}
 	show := progress.Steps(stdout)
 
 	var b *ota.Bundle
+	var p ota.Policy
 	if file != "" {
 		if b, err = ota.Open(file); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, fileNote)
+		if p, err = s.Policy(*downgrade, *retry); err != nil {
 			return err
 		}
 	} else {
@@ -192,9 +249,13 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		// The manifest alone says whether the download is worth it.
-		head, err := src.FetchManifest(ctx)
+		// The channel statement and the manifest alone say whether the
+		// download is worth it.
+		head, err := fetch(ctx, s, src, stdout)
 		if err != nil {
+			return err
+		}
+		if p, err = s.Policy(*downgrade, *retry); err != nil {
 			return err
 		}
 		if err := ota.VerifyManifest(head, p); err != nil {
@@ -270,7 +331,16 @@ func notInUse(dev string) error {
 }
 
 func updateStatus(args []string, stdout io.Writer) error {
-	s, err := loadFlags("nodectl update status", args)
+	root, err := rootFlag("nodectl update status", args)
+	if err != nil {
+		return err
+	}
+	if err := needRoot(root); err != nil {
+		return err
+	}
+	// Status only reads (what LoadDevice records is idempotent): it
+	// takes no lock, so it works while an apply runs.
+	s, err := ota.LoadDevice(root)
 	if err != nil {
 		return err
 	}
@@ -294,11 +364,28 @@ func updateStatus(args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "updates    off: the image has no update key")
 	} else {
 		fmt.Fprintf(stdout, "update key %s (id %s)\n", ota.FormatPublicKey(s.Key), ota.KeyID(s.Key))
+		if !s.Key.Equal(s.BakedKey) {
+			fmt.Fprintf(stdout, "           rotated from the image's key %s (%s)\n", ota.KeyID(s.BakedKey), contract.KeyRotationsPath)
+		}
 		src := "none (bundles are applied from files)"
 		if !s.Source.IsZero() {
 			src = s.Source.String()
 		}
+		if s.Insecure {
+			src += " (insecure: plain http allowed)"
+		}
 		fmt.Fprintf(stdout, "source     %s\n", src)
+		now := time.Now()
+		for _, text := range slices.Sorted(maps.Keys(s.Channels)) {
+			c := s.Channels[text]
+			valid := "expires in " + ota.Ago(c.Expires.Sub(now))
+			if now.After(c.Expires) {
+				valid = "expired " + ota.Ago(now.Sub(c.Expires)) + " ago"
+			}
+			fmt.Fprintf(stdout, "channel    %s: %s, counter %d, signed %s ago (%s), %s (%s), last checked %s ago\n",
+				text, c.Version, c.Counter, ota.Ago(now.Sub(c.Issued)), c.Issued.Format(time.RFC3339),
+				valid, c.Expires.Format(time.RFC3339), ota.Ago(now.Sub(c.Checked)))
+		}
 	}
 	if len(s.Failed) > 0 {
 		fmt.Fprintf(stdout, "failed     %s (failed to boot here; not installed again unless -retry-failed)\n", strings.Join(s.Failed, ", "))
@@ -307,10 +394,15 @@ func updateStatus(args []string, stdout io.Writer) error {
 }
 
 func rollbackCmd(args []string, stdout io.Writer) error {
-	s, err := loadFlags("nodectl update rollback", args)
+	root, err := rootFlag("nodectl update rollback", args)
 	if err != nil {
 		return err
 	}
+	s, unlock, err := load(root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := ota.Rollback(s.ESP(), s.Slot.Name); err != nil {
 		return err
 	}

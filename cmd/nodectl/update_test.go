@@ -19,6 +19,9 @@ import (
 
 var devKey, devPriv = ota.GenerateKey()
 
+// devSigner signs the channels the tests publish.
+var devSigner = bundler.Signer{Key: devPriv}
+
 // images builds test images of the given versions once per test.
 func images(t *testing.T, versions ...string) map[string]string {
 	t.Helper()
@@ -44,7 +47,8 @@ func bundle(t *testing.T, img string, priv ed25519.PrivateKey) (*ota.Bundle, str
 // fakeDevice lays out a folder as a device that runs img from slot a: its
 // kernel command line and manifest, the update key and source, the ESP
 // (a plain folder) with slot a's entry, and slot b's partition (a file of
-// the slot's size under dev/disk/by-partuuid).
+// the slot's size under dev/disk/by-partuuid). Its image sets
+// update.insecure: the test servers speak plain HTTP.
 func fakeDevice(t *testing.T, img string, key ed25519.PublicKey, source string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -76,6 +80,7 @@ func fakeDevice(t *testing.T, img string, key ed25519.PublicKey, source string) 
 	if source != "" {
 		write(t, root, contract.UpdateSourcePath, source+"\n")
 	}
+	write(t, root, contract.UpdateInsecurePath, "true\n")
 	part := filepath.Join(root, "dev/disk/by-partuuid", contract.UUID("node", contract.RootB))
 	write(t, root, strings.TrimPrefix(part, root), "")
 	if err := os.Truncate(part, otatest.SlotSize); err != nil {
@@ -154,7 +159,7 @@ func TestUpdateApplyFile(t *testing.T) {
 	}
 	// Flags may follow the bundle.
 	out = mustRun(t, "update", "apply", tarFile, "-root", root)
-	for _, want := range []string{"checking the bundle", "check root.img: done", "installing node 2.0.0 into slot b",
+	for _, want := range []string{"a bundle file you chose: no channel statement vouches that it is current", "checking the bundle", "check root.img: done", "installing node 2.0.0 into slot b",
 		"write root: done", "check root: done", "write vmlinuz: done", "slot b holds node 2.0.0 and boots next, on trial"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, out)
@@ -221,10 +226,10 @@ func TestUpdateFromSource(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	b1, _ := bundle(t, imgs["1.0.0"], devPriv)
 	b2, _ := bundle(t, imgs["2.0.0"], devPriv)
-	if _, err := bundler.Publish(ctx, b2, host+"/node/stable:latest", nil); err != nil {
+	if _, err := bundler.Publish(ctx, b2, host+"/node/stable:latest", devSigner, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := bundler.PublishDir(ctx, b1, filepath.Join(www, "bundles", "v1"), nil); err != nil {
+	if err := bundler.PublishDir(ctx, b1, filepath.Join(www, "bundles", "v1"), devSigner, nil); err != nil {
 		t.Fatal(err)
 	}
 	oci, web := "oci://"+host+"/node/stable:latest", srv.URL+"/bundles/v1/"

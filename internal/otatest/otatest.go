@@ -128,12 +128,17 @@ func Random(seed string, n int) []byte {
 	return b
 }
 
-// Server serves what a device updates from, on 127.0.0.1: an OCI registry
+// Server serves Handler(www) over plain HTTP on 127.0.0.1. The caller
+// closes it.
+func Server(www string) *httptest.Server { return httptest.NewServer(Handler(www)) }
+
+// Handler answers as what a device updates from: an OCI registry
 // (go-containerregistry's, in memory) under /v2/ and the bundle folders
-// below www under /bundles/. The caller closes it.
-func Server(www string) *httptest.Server {
+// below www under /bundles/. Served over plain HTTP and over TLS at once
+// (httptest.NewServer, NewTLSServer), both see the same registry.
+func Handler(www string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
-	return httptest.NewServer(mux)
+	return mux
 }

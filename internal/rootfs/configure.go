@@ -233,6 +233,9 @@ func updates(t *tree.Tree, s *spec.Spec) {
 	if s.Update.Source != "" {
 		t.WriteFile(strings.TrimPrefix(contract.UpdateSourcePath, "/"), []byte(strings.TrimSpace(s.Update.Source)+"\n"), 0o644, tree.Root)
 	}
+	if s.Update.Insecure {
+		t.WriteFile(strings.TrimPrefix(contract.UpdateInsecurePath, "/"), []byte("true\n"), 0o644, tree.Root)
+	}
 }
 
 // espMount is the mount unit of the ESP at contract.ESPMount. It is written

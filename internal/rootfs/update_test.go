@@ -51,6 +51,18 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 	if got := read(t, tr, strings.TrimPrefix(contract.UpdateSourcePath, "/")); got != "oci://ghcr.io/me/node:stable\n" {
 		t.Errorf("%s: %q", contract.UpdateSourcePath, got)
 	}
+	if _, ok := tr.Get(strings.TrimPrefix(contract.UpdateInsecurePath, "/")); ok {
+		t.Errorf("%s in an image whose source is not insecure", contract.UpdateInsecurePath)
+	}
+	// update.insecure: true is baked in as a file the device looks for.
+	s.Update = &spec.Update{PublicKey: testUpdateKey, Source: "http://10.0.2.100/bundles/", Insecure: true}
+	insecure := debianish(t)
+	if _, err := Configure(insecure, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, insecure, strings.TrimPrefix(contract.UpdateInsecurePath, "/")); got != "true\n" {
+		t.Errorf("%s: %q", contract.UpdateInsecurePath, got)
+	}
 	var back struct {
 		Update *contract.Update `json:"update"`
 	}

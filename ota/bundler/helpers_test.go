@@ -19,6 +19,9 @@ const testName = "node"
 // testKey is one signing key for the whole test binary.
 var testPub, testPriv = ota.GenerateKey()
 
+// testSigner signs the channels the tests publish.
+var testSigner = bundler.Signer{Key: testPriv}
+
 // buildImage builds a test image (otatest.Image) of version.
 func buildImage(t *testing.T, version string) string {
 	t.Helper()

@@ -1,6 +1,7 @@
 package bundler
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,11 +34,20 @@ const (
 var emptyConfig = []byte("{}")
 
 // Publish pushes a bundle to an OCI registry under ref
-// ("registry/repository:tag") and returns the manifest's digest.
-func Publish(ctx context.Context, b *ota.Bundle, ref string, progress ota.Progress) (string, error) {
+// ("registry/repository:tag"), with a channel statement signed by s that
+// names it, and returns the OCI manifest's digest.
+func Publish(ctx context.Context, b *ota.Bundle, ref string, s Signer, progress ota.Progress) (string, error) {
 	r, err := name.NewTag(ref)
 	if err != nil {
 		return "", fmt.Errorf("%q: want registry/repository:tag: %w", ref, err)
+	}
+	prev, err := registryChannel(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	channel, err := s.channel(b, prev)
+	if err != nil {
+		return "", err
 	}
 	raw, sig := b.Signed()
 	a := &artifact{b: b, layers: map[v1.Hash]*fileLayer{}}
@@ -57,9 +67,14 @@ func Publish(ctx context.Context, b *ota.Bundle, ref string, progress ota.Progre
 			annotationCompatible: b.Manifest.Compatible,
 		},
 	}
-	for _, f := range ota.FileNames() {
+	for _, f := range append(ota.FileNames(), ota.ChannelFile, ota.ChannelSignatureFile, ota.RotationsFile) {
 		l := &fileLayer{b: b, name: f}
 		switch f {
+		case ota.ChannelFile, ota.ChannelSignatureFile, ota.RotationsFile:
+			if l.data = channel[f]; l.data == nil {
+				continue
+			}
+			l.size, l.sum = int64(len(l.data)), sha256.Sum256(l.data)
 		case ota.ManifestFile:
 			l.size, l.sum = int64(len(raw)), sha256.Sum256(raw)
 		case ota.SignatureFile:
@@ -131,10 +146,12 @@ func (a *artifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	return l, nil
 }
 
-// fileLayer is one bundle file as a registry blob, stored as is.
+// fileLayer is one bundle or channel file as a registry blob, stored as
+// is.
 type fileLayer struct {
 	b    *ota.Bundle
 	name string
+	data []byte // a channel file's content; nil: read the bundle's file
 	size int64
 	sum  [sha256.Size]byte
 }
@@ -145,16 +162,29 @@ func (l *fileLayer) Digest() (v1.Hash, error) {
 func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) { return ota.MediaType(l.name), nil }
 func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	if l.data != nil {
+		return io.NopCloser(bytes.NewReader(l.data)), nil
+	}
 	r, _, err := open(l.b, l.name)
 	return r, err
 }
 
 // PublishDir writes the bundle's files into dir (created if needed) for a
-// static web server to serve; a device downloads them from the URL of dir.
-// Each file goes in under a temporary name and is renamed; the manifest
-// comes last, so a client that reads an old manifest while the new files
-// arrive fails its hash check and tries again later.
-func PublishDir(ctx context.Context, b *ota.Bundle, dir string, progress ota.Progress) error {
+// static web server to serve, with a channel statement signed by s that
+// names it; a device downloads them from the URL of dir. Each file goes
+// in under a temporary name and is renamed; the manifest and then the
+// channel statement come last, so a client that reads an old statement
+// while the new files arrive refuses the new manifest, and one that reads
+// an old manifest fails its hash check; either tries again later.
+func PublishDir(ctx context.Context, b *ota.Bundle, dir string, s Signer, progress ota.Progress) error {
+	prev, err := dirChannel(dir)
+	if err != nil {
+		return err
+	}
+	channel, err := s.channel(b, prev)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -173,5 +203,8 @@ func PublishDir(ctx context.Context, b *ota.Bundle, dir string, progress ota.Pro
 	if err := atomicfile.Write(filepath.Join(dir, ota.SignatureFile), sig, 0o644); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, ota.ManifestFile), raw, 0o644)
+	if err := atomicfile.Write(filepath.Join(dir, ota.ManifestFile), raw, 0o644); err != nil {
+		return err
+	}
+	return writeChannel(dir, channel)
 }
