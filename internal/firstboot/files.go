@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nodebake/nodebake/internal/atomicfile"
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 // Owner is a numeric file owner.
@@ -17,201 +20,298 @@ type Owner struct{ UID, GID int }
 
 var rootOwner = Owner{0, 0}
 
-// Owners reads and sets the owners of files. On the device the agent runs as
-// root and uses SystemOwners; tests, which run without root, pass a plan
+// Owners reads and sets the owners of open files. On the device the agent
+// runs as root and uses SystemOwners; tests, which need no root, pass a plan
 // that records what would be set.
 type Owners interface {
-	Owner(path string) (Owner, error)
-	SetOwner(path string, o Owner) error
+	// Owner returns the owner of f: a file, a folder, or a link opened
+	// with nofollow's OpenPath.
+	Owner(f *os.File) (Owner, error)
+	// SetOwner sets it; a link's own owner, not its target's.
+	SetOwner(f *os.File, o Owner) error
 }
 
-// SystemOwners reads owners with lstat and sets them with lchown, so a
-// symlink itself is changed and never what it points to.
+// SystemOwners reads owners with fstat and sets them with fchownat on the
+// descriptor itself, so that only the file the agent opened is changed,
+// whatever its name means by then, and a link is never followed.
 func SystemOwners() Owners { return systemOwners{} }
 
 type systemOwners struct{}
 
-func (systemOwners) Owner(path string) (Owner, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return Owner{}, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return Owner{}, fmt.Errorf("%s: no owner information", path)
+func (systemOwners) Owner(f *os.File) (Owner, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return Owner{}, &fs.PathError{Op: "stat", Path: f.Name(), Err: err}
 	}
 	return Owner{int(st.Uid), int(st.Gid)}, nil
 }
 
-func (systemOwners) SetOwner(path string, o Owner) error { return os.Lchown(path, o.UID, o.GID) }
+func (systemOwners) SetOwner(f *os.File, o Owner) error {
+	// AT_EMPTY_PATH: the descriptor itself, which may be an O_PATH one.
+	if err := unix.Fchownat(int(f.Fd()), "", o.UID, o.GID, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "chown", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// maxRead caps what the agent reads of a file in a folder it does not own
+// alone: an override, a key, a certificate.
+const maxRead = 1 << 20
 
 // files makes files, folders and links hold what they should, touching
-// only what differs.
+// only what differs. It works in folders opened with package nofollow,
+// which services and users own too: it never follows a link, never writes
+// through a name it did not just create, and sets modes and owners on the
+// descriptors of the files it opened.
 type files struct{ owners Owners }
 
-// meta gives path the mode (permission bits; ignored for links) and owner,
-// and reports whether anything had to change.
-func (w files) meta(path string, mode fs.FileMode, o Owner) (bool, error) {
-	fi, err := os.Lstat(path)
+// meta gives the open f (a file, a folder, or a link: its mode is ignored)
+// mode and owner, and reports whether anything had to change.
+func (w files) meta(f *os.File, mode fs.FileMode, o Owner) (bool, error) {
+	fi, err := f.Stat()
 	if err != nil {
 		return false, err
 	}
-	changed := false
-	if fi.Mode()&fs.ModeSymlink == 0 && fi.Mode().Perm() != mode.Perm() {
-		if err := os.Chmod(path, mode.Perm()); err != nil {
+	cur, err := w.owners.Owner(f)
+	if err != nil {
+		return false, err
+	}
+	isLink := fi.Mode()&fs.ModeSymlink != 0
+	chmod := !isLink && fi.Mode().Perm() != mode.Perm()
+	if !chmod && cur == o {
+		return false, nil
+	}
+	// A second name elsewhere (a hard link) would get the new mode and
+	// owner too.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
+		return false, fmt.Errorf("%s has %d names (hard links), so changing its mode or owner would change a file elsewhere too: replace it with a copy and run `sudo nodectl firstboot`", f.Name(), st.Nlink)
+	}
+	if chmod {
+		if err := f.Chmod(mode.Perm()); err != nil {
 			return false, err
 		}
-		changed = true
 	}
-	cur, err := w.owners.Owner(path)
+	if cur != o {
+		if err := w.owners.SetOwner(f, o); err != nil {
+			return false, fmt.Errorf("chown %s to %d:%d: %w", f.Name(), o.UID, o.GID, err)
+		}
+	}
+	return true, nil
+}
+
+// dir makes name in parent a folder with mode and owner, and returns it
+// open. A link there is refused, never followed.
+func (w files) dir(parent *nofollow.Dir, name string, mode fs.FileMode, o Owner) (*nofollow.Dir, Item, error) {
+	it := Item{What: parent.Join(name), Status: Failed}
+	created := false
+	d, err := parent.OpenDir(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := parent.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, it, err
+		}
+		created = true
+		d, err = parent.OpenDir(name)
+	}
+	switch {
+	case errors.Is(err, nofollow.ErrSymlink):
+		return nil, it, fmt.Errorf("%s is a symbolic link, not a folder (the agent follows no links): move it away and run `nodectl firstboot` again", it.What)
+	case errors.Is(err, syscall.ENOTDIR):
+		return nil, it, fmt.Errorf("%s exists but is not a folder: move it away and run `nodectl firstboot` again", it.What)
+	case err != nil:
+		return nil, it, err
+	}
+	changed, err := w.meta(d.File(), mode, o)
+	if err != nil {
+		d.Close()
+		return nil, it, err
+	}
+	it.Status = Unchanged
+	switch {
+	case created:
+		it.Status = Created
+	case changed:
+		it.Status = Changed
+	}
+	return d, it, nil
+}
+
+// file makes name in d hold data, with mode and owner. A file already
+// holding data is not rewritten; otherwise the data goes to a new temporary
+// file that is synced and renamed over name, and the folder is synced, so
+// that a power cut leaves either the old or the new file. A link or
+// anything else that is not a regular file at name is replaced, not
+// followed.
+func (w files) file(d *nofollow.Dir, name string, data []byte, mode fs.FileMode, o Owner) (Item, error) {
+	it := Item{What: d.Join(name), Status: Failed}
+	if err := atomicfile.RemoveTemps(d, name); err != nil {
+		return it, err
+	}
+	f, err := d.OpenFile(name)
+	exists := true
+	switch {
+	case err == nil:
+		same, err := holds(f, data)
+		if err == nil && same {
+			changed, err := w.meta(f, mode, o)
+			f.Close()
+			if err != nil {
+				return it, err
+			}
+			it.Status = Unchanged
+			if changed {
+				it.Status = Changed
+			}
+			return it, nil
+		}
+		f.Close()
+		if err != nil {
+			return it, err
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		exists = false
+	case errors.Is(err, nofollow.ErrSymlink):
+		it.Detail = "was a symbolic link: replaced by a regular file, its target left alone"
+	case errors.Is(err, nofollow.ErrNotRegular):
+		it.Detail = "was not a regular file: replaced"
+	default:
+		return it, err
+	}
+	own := func(f *os.File) error { return w.owners.SetOwner(f, o) }
+	if err := atomicfile.Replace(d, name, data, mode, own); err != nil {
+		return it, err
+	}
+	it.Status = Created
+	if exists {
+		it.Status = Changed
+	}
+	return it, nil
+}
+
+// holds reports whether f holds exactly data, reading no more than one byte
+// beyond it.
+func holds(f *os.File, data []byte) (bool, error) {
+	b, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
 	if err != nil {
 		return false, err
 	}
-	if cur != o {
-		if err := w.owners.SetOwner(path, o); err != nil {
-			return false, fmt.Errorf("chown %s to %d:%d: %w", path, o.UID, o.GID, err)
-		}
-		changed = true
-	}
-	return changed, nil
+	return bytes.Equal(b, data), nil
 }
 
-// dir makes path a folder with mode and owner. Its parent must exist.
-func (w files) dir(path string, mode fs.FileMode, o Owner) (Status, error) {
-	fi, err := os.Lstat(path)
+// createOnly creates name in d holding data if nothing is there, and
+// otherwise leaves it exactly as it is, even a link (reported): it is the
+// user's.
+func (w files) createOnly(d *nofollow.Dir, name string, data []byte, mode fs.FileMode, o Owner) (Item, error) {
+	it := Item{What: d.Join(name), Status: Unchanged}
+	if fi, err := d.Lstat(name); err == nil {
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			it.Status = Skipped
+			it.Detail = name + " is a symbolic link: left as it is; the agent does not read it (the service does, with its own rights)"
+		}
+		return it, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return it, err
+	}
+	if err := atomicfile.RemoveTemps(d, name); err != nil {
+		return it, err
+	}
+	// Create, not Replace: a file the user made meanwhile is kept.
+	own := func(f *os.File) error { return w.owners.SetOwner(f, o) }
+	err := atomicfile.Create(d, name, data, mode, own)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.Mkdir(path, mode.Perm()); err != nil {
-			return Failed, err
+	case err == nil:
+		it.Status = Created
+	case errors.Is(err, fs.ErrExist):
+		it.Status = Unchanged
+	default:
+		return it, err
+	}
+	return it, nil
+}
+
+// linkTemp is the temporary name of the new link that replaces name.
+func linkTemp(name string) string { return "." + name + ".nodebake-link" }
+
+// symlink makes name in d a link to target owned by o. A link elsewhere is
+// replaced; anything else at name is left alone and reported, because it
+// may hold data.
+func (w files) symlink(d *nofollow.Dir, name, target string, o Owner) (Item, error) {
+	it := Item{What: d.Join(name) + " → " + target, Status: Failed}
+	cur, err := d.Readlink(name)
+	switch {
+	case err == nil && cur == target:
+		f, err := d.OpenPath(name)
+		if err != nil {
+			return it, err
 		}
-		if _, err := w.meta(path, mode, o); err != nil {
-			return Failed, err
+		defer f.Close()
+		changed, err := w.meta(f, 0, o)
+		if err != nil {
+			return it, err
 		}
-		return Created, nil
-	case err != nil:
-		return Failed, err
-	case !fi.IsDir():
-		return Failed, fmt.Errorf("%s exists but is not a folder: move it away and run `nodectl firstboot` again", path)
+		it.Status = Unchanged
+		if changed {
+			it.Status = Changed
+		}
+		return it, nil
+	case err == nil:
+		tmp := linkTemp(name)
+		if err := d.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return it, err
+		}
+		if err := w.newLink(d, tmp, target, o); err != nil {
+			d.Remove(tmp)
+			return it, err
+		}
+		if err := d.Rename(tmp, name); err != nil {
+			d.Remove(tmp)
+			return it, err
+		}
+		it.Status = Changed
+		return it, d.Sync()
+	case errors.Is(err, syscall.EINVAL): // there, and not a link
+		return it, fmt.Errorf("%s is not a link to %s: move what it holds into %s, remove it and run `nodectl firstboot` again", d.Join(name), target, target)
+	case !errors.Is(err, fs.ErrNotExist):
+		return it, err
 	}
-	return metaStatus(w.meta(path, mode, o))
+	if err := w.newLink(d, name, target, o); err != nil {
+		return it, err
+	}
+	it.Status = Created
+	return it, d.Sync()
 }
 
-// tmpName is the one temporary name a file is written under, so a run
-// killed mid-write leaves at most one stray file, which the next run
-// replaces or removes.
-func tmpName(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".nodebake-tmp")
-}
-
-// file makes path hold data, with mode and owner. A file already holding
-// data is not rewritten; otherwise the data goes to a temporary file that is
-// synced and renamed over path, and the folder is synced, so that a power
-// cut leaves either the old or the new file.
-func (w files) file(path string, data []byte, mode fs.FileMode, o Owner) (Status, error) {
-	tmp := tmpName(path)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Failed, err
+// newLink creates the link name to target and gives it owner o.
+func (w files) newLink(d *nofollow.Dir, name, target string, o Owner) error {
+	if err := d.Symlink(target, name); err != nil {
+		return err
 	}
-	old, err := os.ReadFile(path)
-	exists := err == nil
-	if exists && bytes.Equal(old, data) {
-		return metaStatus(w.meta(path, mode, o))
-	}
-	if err := w.writeTmp(tmp, data, mode, o); err != nil {
-		os.Remove(tmp)
-		return Failed, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return Failed, err
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return Failed, err
-	}
-	if exists {
-		return Changed, nil
-	}
-	return Created, nil
-}
-
-func (w files) writeTmp(tmp string, data []byte, mode fs.FileMode, o Owner) error {
-	// Created 0600 so that a secret is never readable by others, not even
-	// for the moment before the chmod.
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := d.OpenPath(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
+	if fi, err := f.Stat(); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return fmt.Errorf("%s was replaced while it was made: run `nodectl firstboot` again", d.Join(name))
 	}
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return err
-	}
-	if err := w.owners.SetOwner(tmp, o); err != nil {
-		return fmt.Errorf("chown %s to %d:%d: %w", tmp, o.UID, o.GID, err)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return f.Close()
+	return w.owners.SetOwner(f, o)
 }
 
-// createOnly creates path holding data if it does not exist, and otherwise
-// leaves it exactly as it is: it is the user's.
-func (w files) createOnly(path string, data []byte, mode fs.FileMode, o Owner) (Status, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return Unchanged, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Failed, err
+// keep gives the regular file name in d, whose content is right, mode and
+// owner.
+func (w files) keep(d *nofollow.Dir, name string, mode fs.FileMode, o Owner) (Item, error) {
+	it := Item{What: d.Join(name), Status: Failed}
+	f, err := d.OpenFile(name)
+	if err != nil {
+		return it, err
 	}
-	return w.file(path, data, mode, o)
-}
-
-// symlink makes path a link to target owned by o. A link elsewhere is
-// replaced; anything else at path is left alone and reported, because it
-// may hold data.
-func (w files) symlink(path, target string, o Owner) (Status, error) {
-	cur, err := os.Readlink(path)
-	switch {
-	case err == nil && cur == target:
-		return metaStatus(w.meta(path, 0, o))
-	case err == nil:
-		tmp := tmpName(path)
-		os.Remove(tmp)
-		if err := os.Symlink(target, tmp); err != nil {
-			return Failed, err
-		}
-		if err := w.owners.SetOwner(tmp, o); err != nil {
-			os.Remove(tmp)
-			return Failed, err
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			os.Remove(tmp)
-			return Failed, err
-		}
-		return Changed, atomicfile.SyncDir(filepath.Dir(path))
+	defer f.Close()
+	changed, err := w.meta(f, mode, o)
+	if err != nil {
+		return it, err
 	}
-	if _, lerr := os.Lstat(path); lerr == nil {
-		return Failed, fmt.Errorf("%s is not a link to %s: move what it holds into %s, remove it and run `nodectl firstboot` again", path, target, target)
-	} else if !errors.Is(lerr, fs.ErrNotExist) {
-		return Failed, lerr
+	it.Status = Unchanged
+	if changed {
+		it.Status = Changed
 	}
-	if err := os.Symlink(target, path); err != nil {
-		return Failed, err
-	}
-	if err := w.owners.SetOwner(path, o); err != nil {
-		return Failed, err
-	}
-	return Created, atomicfile.SyncDir(filepath.Dir(path))
-}
-
-func metaStatus(changed bool, err error) (Status, error) {
-	switch {
-	case err != nil:
-		return Failed, err
-	case changed:
-		return Changed, nil
-	}
-	return Unchanged, nil
+	return it, nil
 }

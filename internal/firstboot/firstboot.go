@@ -14,6 +14,13 @@
 // differs, so a second run changes nothing and a run cut short (a power
 // cut) is completed by the next. A failing step is reported with what to do
 // and does not stop the others. The report goes to /run/nodebake/firstboot.json.
+//
+// The agent runs as root in folders that bitcoind, Fulcrum and the users
+// own, and Fulcrum answers the network: a service taken over must not be
+// able to steer root. So the agent works below the root only through
+// package nofollow: it follows no symbolic link, reads only regular files
+// of bounded size, writes through new temporary files and renames, and
+// sets modes and owners on the descriptors of the files it opened.
 package firstboot
 
 import (
@@ -26,6 +33,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 // Config is how Run is called. On the device: Root "/", SystemOwners,
@@ -74,8 +83,7 @@ func newAgent(c Config) *agent {
 	hw, err := DetectHardware(c.Root)
 	a.hwErr = err
 	a.settings = Size(hw, fv)
-	_, err = os.Stat(a.path(SyncedMarker))
-	a.synced = err == nil
+	a.synced = a.exists(SyncedMarker)
 	for _, u := range []string{"admin", "bitcoin", "fulcrum"} {
 		a.users[u], a.userErrs[u] = lookupUser(c.Root, u)
 	}
@@ -173,12 +181,7 @@ func (a *agent) writeReport(r *Report) error {
 	if err != nil {
 		return err
 	}
-	p := a.path(ReportPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	_, err = a.w.file(p, append(b, '\n'), 0o644, rootOwner)
-	return err
+	return a.writeRootOwned(ReportPath, append(b, '\n'), 0o644)
 }
 
 func (a *agent) growData() ([]Item, error) {
@@ -188,27 +191,70 @@ func (a *agent) growData() ([]Item, error) {
 	return growData("/data")
 }
 
+// dir opens the folder p (a path on the device) below the root without
+// following a link anywhere on the way: /data, the service folders below
+// it and the homes belong to services and users, and a link there must not
+// lead the agent, which runs as root, anywhere else. mkdir creates missing
+// folders, root's, 0755.
+func (a *agent) dir(p string, mkdir bool) (*nofollow.Dir, error) {
+	root, err := nofollow.Open(a.c.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	rel := strings.TrimPrefix(filepath.Clean(p), "/")
+	if mkdir {
+		return root.MkdirAll(rel, 0o755)
+	}
+	return root.OpenDir(rel)
+}
+
+// exists reports whether something is at the device path p, not following
+// links.
+func (a *agent) exists(p string) bool {
+	d, err := a.dir(filepath.Dir(p), false)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	_, err = d.Lstat(filepath.Base(p))
+	return err == nil
+}
+
+// serviceDir opens a service's folder for a step that works in it.
+func (a *agent) serviceDir(p string) (*nofollow.Dir, error) {
+	d, err := a.dir(p, false)
+	if errors.Is(err, nofollow.ErrSymlink) {
+		return nil, fmt.Errorf("%w, and the agent follows no links there (see the folders step)", err)
+	}
+	return d, err
+}
+
 // folders makes the guide's data folders and the links to them from the
 // users' homes.
 func (a *agent) folders() ([]Item, error) {
-	if fi, err := os.Stat(a.path("/data")); err != nil || !fi.IsDir() {
-		return nil, errors.New("there is no /data folder: is the data partition mounted? (see `journalctl -b -t nodebake-init`)")
+	data, err := a.dir("/data", false)
+	if err != nil {
+		return nil, fmt.Errorf("there is no /data folder (%v): is the data partition mounted? (see `journalctl -b -t nodebake-init`)", err)
 	}
+	data.Close()
 	var items []Item
 	dir := func(p string, mode fs.FileMode, user string) error {
 		o, err := a.user(user)
 		if err != nil {
 			return err
 		}
-		full := a.path(p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
-		}
-		st, err := a.w.dir(full, mode, o)
+		parent, err := a.dir(filepath.Dir(p), true)
 		if err != nil {
 			return err
 		}
-		items = append(items, Item{What: p, Status: st})
+		defer parent.Close()
+		d, it, err := a.w.dir(parent, filepath.Base(p), mode, o)
+		if err != nil {
+			return err
+		}
+		d.Close()
+		items = append(items, it)
 		return nil
 	}
 	link := func(p, target, user string) error {
@@ -216,11 +262,16 @@ func (a *agent) folders() ([]Item, error) {
 		if err != nil {
 			return err
 		}
-		st, err := a.w.symlink(a.path(p), target, o)
+		parent, err := a.dir(filepath.Dir(p), false)
 		if err != nil {
 			return err
 		}
-		items = append(items, Item{What: p + " → " + target, Status: st})
+		defer parent.Close()
+		it, err := a.w.symlink(parent, filepath.Base(p), target, o)
+		if err != nil {
+			return err
+		}
+		items = append(items, it)
 		return nil
 	}
 	for _, f := range []func() error{
@@ -248,41 +299,56 @@ func (a *agent) tls() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := requireDir(a.path(FulcrumDir)); err != nil {
+	d, err := a.serviceDir(FulcrumDir)
+	if err != nil {
 		return nil, err
 	}
-	return ensureTLS(a.w, a.path(FulcrumKey), a.path(FulcrumCert), o, a.now)
+	defer d.Close()
+	return ensureTLS(a.w, d, filepath.Base(FulcrumKey), filepath.Base(FulcrumCert), o, a.now)
 }
 
 func (a *agent) hostKey() ([]Item, error) {
 	dir := filepath.Dir(HostKeyPath)
-	if err := os.MkdirAll(a.path(filepath.Dir(dir)), 0o755); err != nil {
-		return nil, err
-	}
-	st, err := a.w.dir(a.path(dir), 0o700, rootOwner)
+	parent, err := a.dir(filepath.Dir(dir), true)
 	if err != nil {
 		return nil, err
 	}
-	items, err := ensureHostKey(a.w, a.path(HostKeyPath))
-	return append([]Item{{What: dir, Status: st}}, items...), err
+	defer parent.Close()
+	d, it, err := a.w.dir(parent, filepath.Base(dir), 0o700, rootOwner)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	items, err := ensureHostKey(a.w, d, filepath.Base(HostKeyPath))
+	return append([]Item{it}, items...), err
 }
 
-// override creates the user's override file, empty, if it is missing and
-// returns what it holds. The agent never writes to it otherwise.
-func (a *agent) override(p, user string) (Item, []byte, error) {
-	o, err := a.user(user)
+// override creates the user's override file in d, empty, if it is missing
+// and returns what it holds. The agent never writes to it otherwise. One it
+// may not read, a link for instance, is ignored and said so in the report:
+// the configs are still written, without the user's settings.
+func (a *agent) override(d *nofollow.Dir, name string, o Owner) (Item, []byte, error) {
+	it, err := a.w.createOnly(d, name, nil, 0o640, o)
 	if err != nil {
-		return Item{}, nil, err
+		return it, nil, err
 	}
-	st, err := a.w.createOnly(a.path(p), nil, 0o640, o)
-	if err != nil {
-		return Item{}, nil, err
+	b, err := d.ReadFile(name, maxRead)
+	var why string // the report's words
+	switch {
+	case err == nil:
+		return it, b, nil
+	case errors.Is(err, nofollow.ErrSymlink):
+		why = "is a symbolic link"
+	case errors.Is(err, nofollow.ErrNotRegular):
+		why = "is not a regular file"
+	case errors.Is(err, nofollow.ErrTooLarge):
+		why = fmt.Sprintf("is larger than %d KiB", maxRead>>10)
+	default:
+		return it, nil, fmt.Errorf("%s cannot be read: %w", it.What, err)
 	}
-	b, err := os.ReadFile(a.path(p))
-	if err != nil {
-		return Item{}, nil, fmt.Errorf("%s cannot be read: %w", p, err)
-	}
-	return Item{What: p, Status: st}, b, nil
+	it.Status = Skipped
+	it.Detail = fmt.Sprintf("%s %s: ignored; replace it with a regular file", name, why)
+	return it, nil, nil
 }
 
 func (a *agent) bitcoinConf() ([]Item, error) {
@@ -293,18 +359,20 @@ func (a *agent) bitcoinConf() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := requireDir(a.path(BitcoinDir)); err != nil {
-		return nil, err
-	}
-	ov, override, err := a.override(BitcoinOverride, "bitcoin")
+	d, err := a.serviceDir(BitcoinDir)
 	if err != nil {
 		return nil, err
 	}
-	st, err := a.w.file(a.path(BitcoinConf), BitcoinConfig(a.settings, a.synced, override), 0o640, o)
+	defer d.Close()
+	ov, override, err := a.override(d, filepath.Base(BitcoinOverride), o)
+	if err != nil {
+		return nil, err
+	}
+	it, err := a.w.file(d, filepath.Base(BitcoinConf), BitcoinConfig(a.settings, a.synced, override), 0o640, o)
 	if err != nil {
 		return []Item{ov}, err
 	}
-	return []Item{ov, {What: BitcoinConf, Status: st}}, nil
+	return []Item{ov, it}, nil
 }
 
 func (a *agent) fulcrumConf() ([]Item, error) {
@@ -315,44 +383,37 @@ func (a *agent) fulcrumConf() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := requireDir(a.path(FulcrumDir)); err != nil {
+	d, err := a.serviceDir(FulcrumDir)
+	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
 	// The banner is the user's to change, as the guide invites: it is
-	// copied from the image once.
+	// copied from the image once. The image is the verified read-only root.
 	banner, err := os.ReadFile(a.path(ImageBanner))
 	if err != nil {
 		return nil, fmt.Errorf("the image has no banner: %w", err)
 	}
-	st, err := a.w.createOnly(a.path(FulcrumBanner), banner, 0o644, o)
+	it, err := a.w.createOnly(d, filepath.Base(FulcrumBanner), banner, 0o644, o)
 	if err != nil {
 		return nil, err
 	}
-	items := []Item{{What: FulcrumBanner, Status: st}}
-	ov, override, err := a.override(FulcrumOverride, "fulcrum")
+	items := []Item{it}
+	ov, override, err := a.override(d, filepath.Base(FulcrumOverride), o)
 	if err != nil {
 		return items, err
 	}
 	items = append(items, ov)
 	conf, dropped := FulcrumConfig(a.settings, override)
-	st, err = a.w.file(a.path(FulcrumConf), conf, 0o640, o)
+	it, err = a.w.file(d, filepath.Base(FulcrumConf), conf, 0o640, o)
 	if err != nil {
 		return items, err
 	}
-	it := Item{What: FulcrumConf, Status: st}
 	if len(dropped) > 0 {
-		it.Detail = fmt.Sprintf("left out of %s, Fulcrum %d.x refuses to start with it: %s", FulcrumOverride, a.settings.FulcrumVersion, strings.Join(dropped, "; "))
+		if it.Detail != "" {
+			it.Detail += "; "
+		}
+		it.Detail += fmt.Sprintf("left out of %s, Fulcrum %d.x refuses to start with it: %s", FulcrumOverride, a.settings.FulcrumVersion, strings.Join(dropped, "; "))
 	}
 	return append(items, it), nil
-}
-
-func requireDir(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a folder", p)
-	}
-	return nil
 }

@@ -60,7 +60,7 @@ func checkDevice(t *testing.T, r *testRoot) {
 		}
 	}
 	for p := range snap {
-		if strings.HasSuffix(p, ".nodebake-tmp") {
+		if strings.Contains(p, ".tmp-") || strings.HasSuffix(p, ".nodebake-link") {
 			t.Errorf("stray temporary file %s", p)
 		}
 	}
@@ -206,7 +206,7 @@ func TestRunInterrupted(t *testing.T) {
 		// Killed while writing: a half-written temporary config, and a new
 		// key whose certificate never got written.
 		if _, err := os.Stat(r.path(BitcoinDir)); err == nil {
-			os.WriteFile(r.path(tmpName(BitcoinConf)), []byte("dbca"), 0o600)
+			os.WriteFile(r.path(strayTemp(BitcoinConf)), []byte("dbca"), 0o600)
 		}
 		if _, err := os.Stat(r.path(FulcrumDir)); err == nil {
 			keyPEM, _, _ := newTLS(r.now)
@@ -230,6 +230,11 @@ func TestRunInterrupted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// strayTemp is a temporary file a write of p killed by a power cut leaves.
+func strayTemp(p string) string {
+	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp-0123456789abcdef")
 }
 
 // TestRunReportsFailures: a step that cannot do its job says what to do,

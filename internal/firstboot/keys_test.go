@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 func parseCert(t *testing.T, b []byte) *x509.Certificate {
@@ -78,9 +80,10 @@ func TestEnsureTLS(t *testing.T) {
 	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
 	plan := newOwnerPlan()
 	w := files{plan}
+	d := openDir(t, dir)
 	ensure := func(at time.Time) []Item {
 		t.Helper()
-		items, err := ensureTLS(w, keyPath, certPath, testFulcrum, at)
+		items, err := ensureTLS(w, d, "key.pem", "cert.pem", testFulcrum, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +105,7 @@ func TestEnsureTLS(t *testing.T) {
 	}
 	for p, mode := range map[string]os.FileMode{keyPath: 0o600, certPath: 0o644} {
 		fi, _ := os.Stat(p)
-		o, _ := plan.Owner(p)
+		o, _ := plan.ownerOf(p)
 		if fi.Mode().Perm() != mode || o != testFulcrum {
 			t.Errorf("%s: mode %v owner %v, want %v fulcrum", p, fi.Mode().Perm(), o, mode)
 		}
@@ -149,6 +152,17 @@ func TestEnsureTLS(t *testing.T) {
 	}
 }
 
+// openDir opens a test's folder as the agent opens its own.
+func openDir(t *testing.T, dir string) *nofollow.Dir {
+	t.Helper()
+	d, err := nofollow.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func mustRead(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -163,7 +177,8 @@ func TestEnsureHostKey(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ssh_host_ed25519_key")
 	w := files{newOwnerPlan()}
-	items, err := ensureHostKey(w, path)
+	d := openDir(t, dir)
+	items, err := ensureHostKey(w, d, "ssh_host_ed25519_key")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,13 +201,13 @@ func TestEnsureHostKey(t *testing.T) {
 	}
 	key := mustRead(t, path)
 
-	if items, _ := ensureHostKey(w, path); items[0].Status != Unchanged || items[1].Status != Unchanged {
+	if items, _ := ensureHostKey(w, d, "ssh_host_ed25519_key"); items[0].Status != Unchanged || items[1].Status != Unchanged {
 		t.Fatalf("second run: %+v", items)
 	}
 
 	// A wrong .pub is rewritten from the key, which stays.
 	os.WriteFile(path+".pub", []byte("ssh-ed25519 AAAA wrong\n"), 0o644)
-	if items, _ := ensureHostKey(w, path); items[0].Status != Unchanged || items[1].Status != Changed {
+	if items, _ := ensureHostKey(w, d, "ssh_host_ed25519_key"); items[0].Status != Unchanged || items[1].Status != Changed {
 		t.Fatalf("wrong .pub: %+v", items)
 	}
 	if !bytes.Equal(key, mustRead(t, path)) || !bytes.Equal(pub, mustRead(t, path+".pub")) {
@@ -201,7 +216,7 @@ func TestEnsureHostKey(t *testing.T) {
 
 	// An unusable key is replaced.
 	os.WriteFile(path, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600)
-	if items, _ := ensureHostKey(w, path); items[0].Status != Changed || items[1].Status != Changed {
+	if items, _ := ensureHostKey(w, d, "ssh_host_ed25519_key"); items[0].Status != Changed || items[1].Status != Changed {
 		t.Fatalf("broken key: %+v", items)
 	}
 	if err := exec.Command("ssh-keygen", "-y", "-f", path).Run(); err != nil {

@@ -58,7 +58,7 @@ func (a *agent) consolePassword() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored, err := os.ReadFile(a.path(OneTimePassword))
+	stored, err := a.readRootOwned(OneTimePassword)
 	switch {
 	case hash == "*" || hash == "!" || hash == "!*" || hash == "":
 		pw, err := newPassword()
@@ -67,10 +67,7 @@ func (a *agent) consolePassword() ([]Item, error) {
 		}
 		// Stored before it is set: a power cut in between leaves a password
 		// that can still be shown, never one nobody knows.
-		if err := os.MkdirAll(a.path(filepath.Dir(OneTimePassword)), 0o755); err != nil {
-			return nil, err
-		}
-		if _, err := a.w.file(a.path(OneTimePassword), []byte(pw+"\n"), 0o600, rootOwner); err != nil {
+		if err := a.writeRootOwned(OneTimePassword, []byte(pw+"\n"), 0o600); err != nil {
 			return nil, err
 		}
 		if err := a.c.Passwords.SetExpired(consoleUser, pw); err != nil {
@@ -88,20 +85,51 @@ func (a *agent) consolePassword() ([]Item, error) {
 
 func (a *agent) showPassword(pw string) []Item {
 	notice := fmt.Sprintf("  First login on this console: %s / %s\n  (a one-time password: you will choose your own at once)\n\n", consoleUser, pw)
-	if err := os.MkdirAll(a.path(filepath.Dir(OneTimeIssue)), 0o755); err != nil {
-		return []Item{{What: OneTimeIssue, Status: Failed, Detail: err.Error()}}
-	}
-	st, err := a.w.file(a.path(OneTimeIssue), []byte(notice), 0o644, rootOwner)
+	// Root's only: agetty, which shows it, runs as root; a service or a
+	// user logged in over SSH must not read the password.
+	d, err := a.dir(filepath.Dir(OneTimeIssue), true)
 	if err != nil {
 		return []Item{{What: OneTimeIssue, Status: Failed, Detail: err.Error()}}
 	}
-	return []Item{{What: OneTimeIssue, Status: st, Detail: "shown on the console login screen"}}
+	defer d.Close()
+	it, err := a.w.file(d, filepath.Base(OneTimeIssue), []byte(notice), 0o600, rootOwner)
+	if err != nil {
+		return []Item{{What: OneTimeIssue, Status: Failed, Detail: err.Error()}}
+	}
+	it.Detail = "shown on the console login screen"
+	return []Item{it}
+}
+
+// readRootOwned reads the file p (a device path) in a folder of root's,
+// following no link on the way.
+func (a *agent) readRootOwned(p string) ([]byte, error) {
+	d, err := a.dir(filepath.Dir(p), false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadFile(filepath.Base(p), maxRead)
+}
+
+// writeRootOwned makes p hold data, root's, with mode.
+func (a *agent) writeRootOwned(p string, data []byte, mode fs.FileMode) error {
+	d, err := a.dir(filepath.Dir(p), true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, err = a.w.file(d, filepath.Base(p), data, mode, rootOwner)
+	return err
 }
 
 func (a *agent) forgetPassword(why string) ([]Item, error) {
 	var items []Item
 	for _, p := range []string{OneTimePassword, OneTimeIssue} {
-		err := os.Remove(a.path(p))
+		d, err := a.dir(filepath.Dir(p), false)
+		if err == nil {
+			err = d.Remove(filepath.Base(p))
+			d.Close()
+		}
 		switch {
 		case err == nil:
 			items = append(items, Item{What: p, Status: Changed, Detail: "removed: " + why})

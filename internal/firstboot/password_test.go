@@ -38,10 +38,22 @@ func TestConsolePassword(t *testing.T) {
 	if issue := r.read(OneTimeIssue); !strings.Contains(issue, "admin / "+secret) {
 		t.Fatalf("console notice:\n%s", issue)
 	}
+	// agetty reads it as root; nobody else may.
+	if st, err := os.Stat(r.path(OneTimeIssue)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("console notice: %v %v, want mode 0600", st, err)
+	}
+	if o, _ := r.owners.ownerOf(r.path(OneTimeIssue)); o != rootOwner {
+		t.Fatalf("console notice owned by %v, want root", o)
+	}
 
-	// Not yet changed: the same password is shown again, none is made.
+	// Not yet changed: the same password is shown again, none is made. A
+	// notice an older agent left world-readable is made root's only.
+	os.Chmod(r.path(OneTimeIssue), 0o644)
 	if _, err := Run(c); err != nil {
 		t.Fatal(err)
+	}
+	if st, _ := os.Stat(r.path(OneTimeIssue)); st.Mode().Perm() != 0o600 {
+		t.Fatalf("console notice left %v", st.Mode())
 	}
 	if len(pw.set) != 1 || !strings.Contains(r.read(OneTimeIssue), secret) {
 		t.Fatalf("second boot before the change: set %q", pw.set)

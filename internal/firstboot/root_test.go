@@ -26,19 +26,19 @@ type fileID struct {
 
 func newOwnerPlan() *ownerPlan { return &ownerPlan{byInode: map[fileID]Owner{}} }
 
-func inode(path string) (fileID, Owner, error) {
+func inode(f *os.File) (fileID, Owner, error) {
 	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_BTIME|unix.STATX_UID|unix.STATX_GID, &st); err != nil {
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_BTIME|unix.STATX_UID|unix.STATX_GID, &st); err != nil {
 		return fileID{}, Owner{}, err
 	}
 	if st.Mask&unix.STATX_BTIME == 0 {
-		return fileID{}, Owner{}, fmt.Errorf("%s: the filesystem keeps no birth times", path)
+		return fileID{}, Owner{}, fmt.Errorf("%s: the filesystem keeps no birth times", f.Name())
 	}
 	return fileID{st.Ino, st.Btime}, Owner{int(st.Uid), int(st.Gid)}, nil
 }
 
-func (p *ownerPlan) Owner(path string) (Owner, error) {
-	ino, real, err := inode(path)
+func (p *ownerPlan) Owner(f *os.File) (Owner, error) {
+	ino, real, err := inode(f)
 	if err != nil {
 		return Owner{}, err
 	}
@@ -48,13 +48,25 @@ func (p *ownerPlan) Owner(path string) (Owner, error) {
 	return real, nil
 }
 
-func (p *ownerPlan) SetOwner(path string, o Owner) error {
-	ino, _, err := inode(path)
+func (p *ownerPlan) SetOwner(f *os.File, o Owner) error {
+	ino, _, err := inode(f)
 	if err != nil {
 		return err
 	}
 	p.byInode[ino] = o
 	return nil
+}
+
+// ownerOf is the owner the plan gives the file at path, a link itself
+// rather than its target.
+func (p *ownerPlan) ownerOf(path string) (Owner, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Owner{}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	return p.Owner(f)
 }
 
 // The users of image.yaml.
@@ -164,7 +176,7 @@ func (r *testRoot) snapshot() map[string]fileState {
 			if err != nil {
 				return err
 			}
-			o, err := r.owners.Owner(p)
+			o, err := r.owners.ownerOf(p)
 			if err != nil {
 				return err
 			}

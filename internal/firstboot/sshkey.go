@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 // HostKeyPath is the SSH host key sshd is configured with
@@ -37,8 +38,8 @@ func parseHostKey(b []byte) (ed25519.PrivateKey, error) {
 // public half at path.pub (0644), as ssh-keygen writes them. A key that is
 // missing or unreadable is replaced; a .pub that does not match is rewritten
 // from the key, which is kept.
-func ensureHostKey(w files, path string) ([]Item, error) {
-	b, err := os.ReadFile(path)
+func ensureHostKey(w files, d *nofollow.Dir, name string) ([]Item, error) {
+	b, err := d.ReadFile(name, maxRead)
 	var why string
 	var key ed25519.PrivateKey
 	switch {
@@ -53,11 +54,11 @@ func ensureHostKey(w files, path string) ([]Item, error) {
 	}
 	var items []Item
 	if why == "" {
-		st, err := metaStatus(w.meta(path, 0o600, rootOwner))
+		it, err := w.keep(d, name, 0o600, rootOwner)
 		if err != nil {
 			return nil, err
 		}
-		items = append(items, Item{What: path, Status: st})
+		items = append(items, it)
 	} else {
 		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
 			return nil, err
@@ -66,23 +67,23 @@ func ensureHostKey(w files, path string) ([]Item, error) {
 		if err != nil {
 			return nil, err
 		}
-		st, err := w.file(path, pem.EncodeToMemory(block), 0o600, rootOwner)
+		it, err := w.file(d, name, pem.EncodeToMemory(block), 0o600, rootOwner)
 		if err != nil {
 			return nil, err
 		}
-		items = append(items, Item{What: path, Status: st, Detail: "new ed25519 key: " + why})
+		it.Detail = "new ed25519 key: " + why
+		items = append(items, it)
 	}
 	pub, err := ssh.NewPublicKey(key.Public())
 	if err != nil {
 		return items, err
 	}
-	st, err := w.file(path+".pub", ssh.MarshalAuthorizedKey(pub), 0o644, rootOwner)
+	it, err := w.file(d, name+".pub", ssh.MarshalAuthorizedKey(pub), 0o644, rootOwner)
 	if err != nil {
 		return items, err
 	}
-	fp := ""
-	if st != Unchanged {
-		fp = ssh.FingerprintSHA256(pub)
+	if it.Status != Unchanged {
+		it.Detail = ssh.FingerprintSHA256(pub)
 	}
-	return append(items, Item{What: path + ".pub", Status: st, Detail: fp}), nil
+	return append(items, it), nil
 }

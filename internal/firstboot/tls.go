@@ -13,6 +13,8 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 // certDays is the validity the guide's `openssl req -days 3650` gives.
@@ -113,13 +115,30 @@ func newTLS(now time.Time) (keyPEM, certPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
-// ensureTLS keeps a usable key and certificate at keyPath and certPath and
-// makes a new pair when either is missing, unreadable, expired or the two
-// do not match. The key is written first: a run killed between the two
-// writes leaves a pair that does not match, which the next run replaces.
-func ensureTLS(w files, keyPath, certPath string, o Owner, now time.Time) ([]Item, error) {
-	keyPEM, kerr := os.ReadFile(keyPath)
-	certPEM, cerr := os.ReadFile(certPath)
+// ensureTLS keeps a usable key and certificate at keyName and certName in
+// d, and makes a new pair when either is missing, unreadable, expired or
+// the two do not match. The key is written first: a run killed between the
+// two writes leaves a pair that does not match, which the next run
+// replaces. A link at either name is the user's choice (a certificate kept
+// elsewhere): the agent, which follows no link, cannot check the pair and
+// leaves both alone; Fulcrum reads them with its own rights.
+func ensureTLS(w files, d *nofollow.Dir, keyName, certName string, o Owner, now time.Time) ([]Item, error) {
+	keyPEM, kerr := d.ReadFile(keyName, maxRead)
+	certPEM, cerr := d.ReadFile(certName, maxRead)
+	if errors.Is(kerr, nofollow.ErrSymlink) || errors.Is(cerr, nofollow.ErrSymlink) {
+		var items []Item
+		for _, f := range []struct {
+			name string
+			err  error
+		}{{keyName, kerr}, {certName, cerr}} {
+			detail := "left alone and unchecked: the other file of the pair is a symbolic link"
+			if errors.Is(f.err, nofollow.ErrSymlink) {
+				detail = f.name + " is a symbolic link: left alone and unchecked; Fulcrum reads it with its own rights (replace it with a regular file to have it checked)"
+			}
+			items = append(items, Item{What: d.Join(f.name), Status: Skipped, Detail: detail})
+		}
+		return items, nil
+	}
 	var why error
 	switch {
 	case errors.Is(kerr, fs.ErrNotExist):
@@ -136,14 +155,14 @@ func ensureTLS(w files, keyPath, certPath string, o Owner, now time.Time) ([]Ite
 	if why == nil {
 		var items []Item
 		for _, f := range []struct {
-			path string
+			name string
 			mode os.FileMode
-		}{{keyPath, 0o600}, {certPath, 0o644}} {
-			st, err := metaStatus(w.meta(f.path, f.mode, o))
+		}{{keyName, 0o600}, {certName, 0o644}} {
+			it, err := w.keep(d, f.name, f.mode, o)
 			if err != nil {
 				return items, err
 			}
-			items = append(items, Item{What: f.path, Status: st})
+			items = append(items, it)
 		}
 		return items, nil
 	}
@@ -152,14 +171,16 @@ func ensureTLS(w files, keyPath, certPath string, o Owner, now time.Time) ([]Ite
 		return nil, fmt.Errorf("making a TLS key: %w", err)
 	}
 	detail := "new RSA 2048 key and self-signed certificate: " + why.Error()
-	st, err := w.file(keyPath, keyPEM, 0o600, o)
+	it, err := w.file(d, keyName, keyPEM, 0o600, o)
 	if err != nil {
 		return nil, err
 	}
-	items := []Item{{What: keyPath, Status: st, Detail: detail}}
-	st, err = w.file(certPath, certPEM, 0o644, o)
+	it.Detail = detail
+	items := []Item{it}
+	it, err = w.file(d, certName, certPEM, 0o644, o)
 	if err != nil {
 		return items, err
 	}
-	return append(items, Item{What: certPath, Status: st, Detail: detail}), nil
+	it.Detail = detail
+	return append(items, it), nil
 }
