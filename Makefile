@@ -30,7 +30,8 @@ BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates
 #   gpg gpg-agent      gpg checks the stand-in releases' signatures; it starts
 #                      gpg-agent even to import a public key
 #   git                the install test publishes the checkout as a module version
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf socat systemd-boot-efi squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gpg gpg-agent git
+#   systemd            systemd-analyze compare-versions: systemd-boot's version order
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf socat systemd-boot-efi squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gpg gpg-agent git systemd
 
 # The fast gate (about a minute; reads only, needs no root): formatting, vet
 # with and without the qemu tag, tidy modules, every host program's package
