@@ -45,7 +45,7 @@ check:
 	$(GO) run ./internal/hostcheck -build "$(BUILD_PACKAGES)" -test "$(TEST_PACKAGES)"
 	@out=$$($(GO) run golang.org/x/tools/cmd/deadcode -test -tags qemu ./...) || exit 1; if [ -n "$$out" ]; then echo "dead code (unreachable from any command or test): remove it"; echo "$$out"; exit 1; fi
 
-.PHONY: check image demo-image test unit qemu-test bench deps-build deps-test clean
+.PHONY: check image demo-image test unit qemu-test bench fuzz deps-build deps-test clean
 
 # The real image: downloads and verifies the official Bitcoin Core and Fulcrum
 # releases (a machine without internet stops there; see --mirror in README).
@@ -69,6 +69,17 @@ qemu-test:
 
 bench: deps-test
 	$(GO) test -tags qemu -count=1 -timeout 50m -run '^$$' -bench . -benchtime 1x ./qemu-tests/
+
+# Each fuzz test for FUZZTIME (the go tool runs one at a time). Plain
+# `go test ./...` runs only their seeds (f.Add and testdata/fuzz/, where a
+# crasher is kept once fixed). A worker that finds new coverage minimizes it
+# first, so the exec count may stand still for a while.
+FUZZTIME ?= 20s
+FUZZ := spec:FuzzParse contract:FuzzParse ota:FuzzManifest ota:FuzzOpenTar ota:FuzzEntryName \
+	ota:FuzzReadEntries ota:FuzzCompareVersions internal/disk:FuzzParseEntry
+fuzz:
+	@set -e; for t in $(FUZZ); do echo "==> $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; done
 
 deps-build:
 	@scripts/apt-install $(BUILD_PACKAGES)
