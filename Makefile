@@ -30,7 +30,8 @@ BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates
 #   gpg gpg-agent      gpg checks the stand-in releases' signatures; it starts
 #                      gpg-agent even to import a public key
 #   git                the install test publishes the checkout as a module version
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf socat systemd-boot-efi squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gpg gpg-agent git
+#   systemd            systemd-analyze compare-versions: systemd-boot's version order
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf socat systemd-boot-efi squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs zstd fdisk gdisk openssh-client gpg gpg-agent git systemd
 
 # The fast gate (about a minute; reads only, needs no root): formatting, vet
 # with and without the qemu tag, tidy modules, every host program's package
@@ -44,7 +45,7 @@ check:
 	$(GO) run ./internal/hostcheck -build "$(BUILD_PACKAGES)" -test "$(TEST_PACKAGES)"
 	@out=$$($(GO) run golang.org/x/tools/cmd/deadcode -test -tags qemu ./...) || exit 1; if [ -n "$$out" ]; then echo "dead code (unreachable from any command or test): remove it"; echo "$$out"; exit 1; fi
 
-.PHONY: check image demo-image test unit qemu-test bench deps-build deps-test clean
+.PHONY: check image demo-image test unit qemu-test bench fuzz deps-build deps-test clean
 
 # The real image: downloads and verifies the official Bitcoin Core and Fulcrum
 # releases (a machine without internet stops there; see --mirror in README).
@@ -68,6 +69,17 @@ qemu-test:
 
 bench: deps-test
 	$(GO) test -tags qemu -count=1 -timeout 50m -run '^$$' -bench . -benchtime 1x ./qemu-tests/
+
+# Each fuzz test for FUZZTIME (the go tool runs one at a time). Plain
+# `go test ./...` runs only their seeds (f.Add and testdata/fuzz/, where a
+# crasher is kept once fixed). A worker that finds new coverage minimizes it
+# first, so the exec count may stand still for a while.
+FUZZTIME ?= 20s
+FUZZ := spec:FuzzParse contract:FuzzParse ota:FuzzManifest ota:FuzzOpenTar ota:FuzzEntryName \
+	ota:FuzzReadEntries ota:FuzzCompareVersions internal/disk:FuzzParseEntry
+fuzz:
+	@set -e; for t in $(FUZZ); do echo "==> $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; done
 
 deps-build:
 	@scripts/apt-install $(BUILD_PACKAGES)

@@ -104,9 +104,20 @@ func Parse(cmdline string) (Slot, error) {
 	return s, nil
 }
 
+// partUUID reads PARTUUID=<uuid> in the 8-4-4-4-12 hex form the kernel
+// shows; any other 36 bytes (non-ASCII ones change length when lower-cased)
+// would name no partition, or not the same one after a round trip.
 func partUUID(key, v string) (string, error) {
 	u, ok := strings.CutPrefix(v, "PARTUUID=")
-	if !ok || len(u) != 36 {
+	ok = ok && len(u) == 36
+	for i := 0; ok && i < len(u); i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			ok = u[i] == '-'
+		} else {
+			ok = strings.IndexByte("0123456789abcdefABCDEF", u[i]) >= 0
+		}
+	}
+	if !ok {
 		return "", fmt.Errorf("%s=%q: want PARTUUID=<uuid>", key, v)
 	}
 	return strings.ToLower(u), nil

@@ -123,6 +123,17 @@ func (m *Manifest) validate() error {
 	if m.Name == "" || m.Version == "" || m.Compatible == "" {
 		return fmt.Errorf("manifest lacks its name, version or compatibility id")
 	}
+	// Name and version become lines of the boot entry (contract.EntryConf):
+	// a line break in either would add options of the signer's choosing.
+	for _, f := range []struct {
+		field string
+		check func(string) error
+		v     string
+	}{{"name", contract.CheckName, m.Name}, {"compatible", contract.CheckName, m.Compatible}, {"version", contract.CheckVersion, m.Version}} {
+		if err := f.check(f.v); err != nil {
+			return fmt.Errorf("manifest: %s %w", f.field, err)
+		}
+	}
 	for role, u := range map[string]string{"root-a": m.Partitions.RootA, "root-b": m.Partitions.RootB, "data": m.Partitions.Data} {
 		if _, err := uuid.Parse(u); err != nil || len(u) != 36 {
 			return fmt.Errorf("manifest: %s PARTUUID %q: want a UUID", role, u)

@@ -6,15 +6,18 @@ import (
 )
 
 // CompareVersions orders two version strings the way systemd-boot orders
-// boot entries by version (its strverscmp_improved, after rpm's vercmp), so
-// that "newer" for an update and "boots first" for the boot loader are the
-// same thing. It returns -1 if a is older than b, 0 if equal, +1 if newer.
+// boot entries by version, so that "newer" for an update and "boots first"
+// for the boot loader are the same thing. It returns -1 if a is older than
+// b, 0 if equal, +1 if newer. It follows systemd's strverscmp_improved (the
+// UAPI Version Format Specification) step by step, since any difference
+// would let an update count as newer yet boot second, or the reverse.
 //
 // Versions split into numeric and alphabetic segments; numbers compare by
-// value (1.10 > 1.9, 007 = 7), letters alphabetically, and a number is newer
-// than letters. A segment may be prefixed:
+// value (1.10 > 1.9, 007 = 7), letters alphabetically, and a numeric
+// segment is newer than an alphabetic one, even a numeric segment of zeros
+// (2.0 > 2.beta). A segment may be prefixed:
 //
-//	"~"  pre-release, older than anything else: 1.0~rc1 < 1.0
+//	"~"  pre-release, older than anything else, even the end: 1.0~rc1 < 1.0
 //	"-"  release suffix, older than "^" or ".": 1.0 < 1.0-1 < 1.0^p1 < 1.0.1
 //	"^"  patch release, older than ".".
 //
@@ -22,9 +25,6 @@ import (
 // one string runs out, the longer one is newer, except against "~".
 // Write pre-releases with "~" (as Debian does): "1.0-rc1" is newer than 1.0.
 func CompareVersions(a, b string) int {
-	if a == "" || b == "" {
-		return strings.Compare(a, b)
-	}
 	for {
 		a = strings.TrimLeftFunc(a, notVersionChar)
 		b = strings.TrimLeftFunc(b, notVersionChar)
@@ -34,8 +34,9 @@ func CompareVersions(a, b string) int {
 			}
 			a, b = a[1:], b[1:]
 		}
+		// The end is checked after "~", which alone is older than the end.
 		if a == "" || b == "" {
-			return strings.Compare(a, b)
+			return cmp.Compare(first(a), first(b))
 		}
 		for _, sep := range []byte{'-', '^', '.'} {
 			if first(a) == sep || first(b) == sep {
@@ -47,14 +48,18 @@ func CompareVersions(a, b string) int {
 		}
 		var sa, sb string
 		if isDigit(first(a)) || isDigit(first(b)) {
-			a = strings.TrimLeft(a, "0")
-			b = strings.TrimLeft(b, "0")
 			sa, sb = leading(a, isDigit), leading(b, isDigit)
-			// Without leading zeros, the longer number is the larger.
-			if r := cmp.Compare(len(sa), len(sb)); r != 0 {
+			// A number, even 0, is newer than no number: this comes
+			// before leading zeros are dropped.
+			if r := cmpBool(sa != "", sb != ""); r != 0 {
 				return r
 			}
-			if r := strings.Compare(sa, sb); r != 0 {
+			na, nb := strings.TrimLeft(sa, "0"), strings.TrimLeft(sb, "0")
+			// Without leading zeros, the longer number is the larger.
+			if r := cmp.Compare(len(na), len(nb)); r != 0 {
+				return r
+			}
+			if r := strings.Compare(na, nb); r != 0 {
 				return r
 			}
 		} else {

@@ -17,10 +17,10 @@ import (
 func decode(b []byte, name string) (*Spec, *yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, nil, fmt.Errorf("%s: %v", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, nil, syntaxError(name, err)
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil, fmt.Errorf("%s: empty spec: start from the image.yaml in the nodebake repository", name)
+		return nil, nil, fmt.Errorf("%s:1: empty spec: start from the image.yaml in the nodebake repository", name)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -28,7 +28,7 @@ func decode(b []byte, name string) (*Spec, *yaml.Node, error) {
 	if err := dec.Decode(s); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, nil, fmt.Errorf("%s: %v", name, err)
+			return nil, nil, syntaxError(name, err)
 		}
 		idx := index(&doc)
 		var list Errors
@@ -38,6 +38,17 @@ func decode(b []byte, name string) (*Spec, *yaml.Node, error) {
 		return nil, nil, list.withLines(name, &doc)
 	}
 	return s, &doc, nil
+}
+
+// syntaxError puts one of yaml.v3's messages that is about no field in the
+// file:line form of every other spec error, on line 1 when it names none.
+func syntaxError(name string, err error) error {
+	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
+	if m := lineMsg.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	return fmt.Errorf("%s:%d: %s", name, line, msg)
 }
 
 // lineMsg matches yaml.v3's "line N: message".

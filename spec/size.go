@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -27,19 +28,23 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 // partitions are aligned to MiB.
 func ParseSize(v string) (Size, error) {
 	v = strings.TrimSpace(v)
-	mult := Size(1)
+	mult, unit := Size(1), ""
 	for _, u := range []struct {
 		suffix string
 		mult   Size
 	}{{"KiB", bytesize.KiB}, {"MiB", bytesize.MiB}, {"GiB", bytesize.GiB}} {
 		if num, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = strings.TrimSpace(num), u.mult
+			v, mult, unit = strings.TrimSpace(num), u.mult, u.suffix
 			break
 		}
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("size %q: want a whole number with KiB, MiB or GiB (e.g. 2GiB)", v)
+	}
+	// The product must not wrap: 17179869185GiB would read as 1GiB.
+	if Size(n) > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: too large for a byte count (at most %d%s)", v, math.MaxInt64/mult, unit)
 	}
 	return Size(n) * mult, nil
 }

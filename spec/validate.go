@@ -3,12 +3,12 @@ package spec
 import (
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/artifact"
 	"github.com/nodebake/nodebake/internal/bytesize"
 	"github.com/nodebake/nodebake/ota"
@@ -74,14 +74,30 @@ func (s *Spec) applyDefaults() {
 	}
 }
 
+// What image.yaml's strings may hold. Each lands in a line-based file or
+// an argument list (sources.list and mmdebstrap's arguments, /etc/passwd,
+// group, shadow, sudoers, authorized_keys, os-release, the boot entry), where
+// a line break, ':' or ',' would add an entry of the spec writer's choosing:
+// a [trusted=yes] repository whose package scripts run on the build host, a
+// uid-0 account without a password. So every such field has a character set
+// without them. Go's "$" matches only at the very end: no (?m) here.
 var (
-	reName     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	reVersion  = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~-]{0,63}$`)
 	reHostname = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	rePackage  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-	reUser     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	reSysctl   = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_-]+)+$`)
-	reValue    = regexp.MustCompile(`^[^\n\r]+$`)
+	// A Debian suite or codename (bookworm, stable, bookworm-backports) and
+	// an archive area (main, non-free-firmware).
+	reSuite     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,63}$`)
+	reComponent = regexp.MustCompile(`^[a-z][a-z0-9-]{0,63}$`)
+	// A Debian package name (Policy 5.6.1), optionally pinned to a version
+	// (Policy 5.6.12: [epoch:]upstream[-revision]) or taken from a suite, as
+	// apt and mmdebstrap's --include read them.
+	rePackage = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=([0-9]+:)?[0-9][A-Za-z0-9.+~-]*|/[a-z][a-z0-9-]*)?$`)
+	// Debian's NAME_REGEX for accounts (adduser.conf), also used for groups.
+	reUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// A login shell: an absolute path of plain characters (no ':' or line
+	// break for /etc/passwd, no space for the shells list).
+	reShell  = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
+	reSysctl = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_-]+)+$`)
+	reValue  = regexp.MustCompile(`^[^\n\r]+$`)
 )
 
 // validate returns every problem; paths follow the YAML keys.
@@ -93,22 +109,35 @@ func (s *Spec) validate() Errors {
 	if s.APIVersion != APIVersion {
 		bad("apiVersion", "got %q, want %q", s.APIVersion, APIVersion)
 	}
-	if !reName.MatchString(s.Name) {
-		bad("name", "%q: want lower-case letters, digits and '-', starting with a letter", s.Name)
+	// The name and version go into os-release, the boot entry, file names
+	// and every update's manifest, which holds them to the same rules.
+	if err := contract.CheckName(s.Name); err != nil {
+		bad("name", "%v", err)
 	}
-	if !reVersion.MatchString(s.Version) {
-		bad("version", "%q: want a version such as 1.0.0", s.Version)
+	if err := contract.CheckVersion(s.Version); err != nil {
+		bad("version", "%v", err)
 	}
 	if !reHostname.MatchString(s.Hostname) {
 		bad("hostname", "%q: want a host name of lower-case letters, digits and '-'", s.Hostname)
 	}
 
-	if u, err := url.Parse(s.Debian.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("debian.mirror", "%q: want an http:// or https:// URL", s.Debian.Mirror)
+	if !reSuite.MatchString(s.Debian.Suite) {
+		bad("debian.suite", "%q: want a Debian suite or codename such as bookworm (lower-case letters, digits and '-')", s.Debian.Suite)
+	}
+	if err := checkMirror(s.Debian.Mirror); err != nil {
+		bad("debian.mirror", "%v", err)
+	}
+	if len(s.Debian.Components) == 0 {
+		bad("debian.components", "empty: want at least main")
+	}
+	for i, c := range s.Debian.Components {
+		if !reComponent.MatchString(c) {
+			bad(fmt.Sprintf("debian.components[%d]", i), "%q: want an archive area such as main or non-free-firmware (lower-case letters, digits and '-')", c)
+		}
 	}
 	for i, p := range s.Debian.Packages {
 		if !rePackage.MatchString(p) {
-			bad(fmt.Sprintf("debian.packages[%d]", i), "%q is not a Debian package name", p)
+			bad(fmt.Sprintf("debian.packages[%d]", i), "%q is not a Debian package name (optionally with =VERSION or /SUITE)", p)
 		}
 	}
 
@@ -129,12 +158,17 @@ func (s *Spec) validate() Errors {
 			bad(p+".uid", "%d is used by another user", u.UID)
 		}
 		uids[u.UID] = true
-		if !filepath.IsAbs(u.Shell) {
-			bad(p+".shell", "%q: want an absolute path", u.Shell)
+		if !reShell.MatchString(u.Shell) {
+			bad(p+".shell", "%q: want an absolute path of letters, digits and ._+- such as /bin/bash", u.Shell)
+		}
+		for j, g := range u.Groups {
+			if !reUser.MatchString(g) {
+				bad(fmt.Sprintf("%s.groups[%d]", p, j), "%q: want a group name of lower-case letters, digits, '_' and '-'", g)
+			}
 		}
 		for j, k := range u.SSHAuthorizedKeys {
-			if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-				bad(fmt.Sprintf("%s.ssh_authorized_keys[%d]", p, j), "not an SSH public key: %v", err)
+			if err := checkAuthorizedKey(k); err != nil {
+				bad(fmt.Sprintf("%s.ssh_authorized_keys[%d]", p, j), "%v", err)
 			}
 		}
 	}
@@ -187,12 +221,8 @@ func (s *Spec) validate() Errors {
 	}
 
 	for i, o := range s.Overlays {
-		dir := o
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(s.Dir, dir)
-		}
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			bad(fmt.Sprintf("overlays[%d]", i), "%s is not a directory", dir)
+		if err := s.checkOverlay(o); err != nil {
+			bad(fmt.Sprintf("overlays[%d]", i), "%v", err)
 		}
 	}
 
@@ -219,22 +249,73 @@ func (s *Spec) validate() Errors {
 	}
 
 	d := s.Disk
+	sized := true
 	for _, f := range []struct {
-		path string
-		v    Size
-		min  Size
-		why  string
+		path     string
+		v        Size
+		min, max Size
+		why      string
+		whyMax   string
 	}{
-		{"disk.esp_size", d.ESPSize, 64 * bytesize.MiB, "FAT32 and two slots' kernels and initramfs"},
-		{"disk.slot_size", d.SlotSize, MinSlotSize, "the root filesystem of a Debian node"},
-		{"disk.data_size", d.DataSize, 64 * bytesize.MiB, "the first-boot state; it grows to fill the disk on the device"},
+		{"disk.esp_size", d.ESPSize, 64 * bytesize.MiB, 4 * bytesize.GiB, "FAT32 and two slots' kernels and initramfs",
+			"an ESP holds only systemd-boot and two kernels and initramfs (some 30 MB)"},
+		{"disk.slot_size", d.SlotSize, MinSlotSize, 64 * bytesize.GiB, "the root filesystem of a Debian node",
+			"the image holds two slots, and every update writes and checks a whole slot"},
+		{"disk.data_size", d.DataSize, 64 * bytesize.MiB, MaxDisk, "the first-boot state; it grows to fill the disk on the device",
+			"the data partition grows on the device; the image only needs its first-boot state"},
 	} {
 		switch {
 		case f.v%bytesize.MiB != 0:
 			bad(f.path, "%s: want a whole number of MiB (partitions are MiB-aligned)", f.v)
 		case f.v < f.min:
 			bad(f.path, "%s is too small for %s: want at least %s", f.v, f.why, f.min)
+		case f.v > f.max:
+			bad(f.path, "%s is too large: want at most %s (%s)", f.v, f.max, f.whyMax)
+			sized = false
 		}
 	}
+	// Only with each size bounded can the sum not wrap.
+	if t := d.Total(); sized && t > int64(MaxDisk) {
+		bad("disk", "the image would be %s: want at most %s, the largest file ext4 holds", Size(t), MaxDisk)
+	}
 	return errs
+}
+
+// MaxDisk is the largest image file: 16 TiB, the largest file ext4 holds
+// with 4 KiB blocks, on the build host where the image is written.
+const MaxDisk Size = 16 * 1024 * bytesize.GiB
+
+// checkMirror accepts an http(s) URL with a host and nothing mmdebstrap
+// could read as more than a URL: it takes an argument with a space as a
+// whole sources.list line, options and all.
+func checkMirror(m string) error {
+	if strings.ContainsFunc(m, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune(`"'\<>`, r) }) {
+		return fmt.Errorf("%q: a mirror URL may not hold spaces, line breaks, control characters, quotes or '\\'", clip(m))
+	}
+	u, err := url.Parse(m)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// or https:// URL", clip(m))
+	}
+	return nil
+}
+
+// checkAuthorizedKey accepts one authorized_keys line: a key, with options
+// if any. ParseAuthorizedKey reads only the first line and would let a
+// second key through.
+func checkAuthorizedKey(k string) error {
+	if strings.ContainsAny(k, "\n\r") {
+		return fmt.Errorf("one key per entry: a line break would add keys")
+	}
+	if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+		return fmt.Errorf("not an SSH public key: %v", err)
+	}
+	return nil
+}
+
+// clip shortens a value quoted in a message: a hostile one may be long.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -67,6 +67,8 @@ var Programs = []Tool{
 	{"tar", "tar"},
 	{"/bin/sh", "dash"},    // the SSH client test's server runs commands with it
 	{"dpkg-query", "dpkg"}, // make check asks it which package installed a program
+	// Tests: systemd's own version order, which the boot loader sorts by
+	{"systemd-analyze", "systemd"},
 }
 
 // Build is what `nodebake build` runs.

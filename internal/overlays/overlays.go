@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"text/template"
 
@@ -68,11 +69,14 @@ func Apply(t *tree.Tree, fsys fs.FS, name string, data any) error {
 		if err != nil {
 			return fmt.Errorf("overlay %s: %w", name, err)
 		}
-		if info.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("overlay %s: %s is a symlink: overlays hold plain files", name, p)
+		if err := plain(p, info); err != nil {
+			return fmt.Errorf("overlay %s: %w", name, err)
 		}
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
+			return fmt.Errorf("overlay %s: %w", name, err)
+		}
+		if err := noPrivateKey(p, b); err != nil {
 			return fmt.Errorf("overlay %s: %w", name, err)
 		}
 		dst := p
@@ -92,6 +96,60 @@ func Apply(t *tree.Tree, fsys fs.FS, name string, data any) error {
 		t.WriteFile(dst, b, mode, tree.Root)
 		return nil
 	})
+}
+
+// Check reports the first file of an overlay folder that Apply would
+// refuse, so that the spec can name it before any build work starts.
+func Check(dir string) error {
+	fsys := os.DirFS(dir)
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := plain(p, info); err != nil {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		return noPrivateKey(p, b)
+	})
+}
+
+// plain refuses what is not a regular file: a symlink could reach out of
+// the overlay folder (to ~/.ssh), and reading a fifo or device would hang
+// or copy the host's device into the image.
+func plain(p string, info fs.FileInfo) error {
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symlink: overlays hold plain files, so that nothing outside the folder ends up in the image", p)
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("%s is a %s, not a plain file: overlays hold plain files and folders", p, info.Mode().Type())
+	}
+	return nil
+}
+
+// privateKeyMark matches the start of a PEM private key of any kind
+// (OpenSSH, PKCS#1/#8, EC, PGP's armour, nodebake's update key) and PuTTY's
+// key files.
+var privateKeyMark = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY|PuTTY-User-Key-File-`)
+
+// noPrivateKey refuses a file that holds a private key: every device and
+// every copy of a published image would share it. Per-device keys are
+// made on the device at first boot.
+func noPrivateKey(p string, b []byte) error {
+	if privateKeyMark.Match(b) {
+		return fmt.Errorf("%s holds a private key: an image is copied to every device and may be published, so keys stay out of overlays (devices make their own at first boot; keep signing keys outside the overlay folders)", p)
+	}
+	return nil
 }
 
 var funcs = template.FuncMap{

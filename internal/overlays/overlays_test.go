@@ -1,11 +1,13 @@
-package overlays
+package overlays_test
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	. "github.com/nodebake/nodebake/internal/overlays"
 	"github.com/nodebake/nodebake/internal/tree"
 	"github.com/nodebake/nodebake/spec"
 )
@@ -65,5 +67,39 @@ func TestBaseOverlayHasSudoersMode(t *testing.T) {
 	}
 	if e, _ := tr.Get("etc/nftables.conf"); e == nil || e.Mode.Perm() != 0o644 {
 		t.Fatalf("nftables.conf mode: %+v", e)
+	}
+}
+
+// Apply refuses, at build time too, what the spec's overlay rule refuses:
+// a symlink, a file that is not plain, a private key.
+func TestApplyRefusesHostFiles(t *testing.T) {
+	for name, c := range map[string]struct {
+		setup func(dir string) error
+		want  string
+	}{
+		"symlink": {func(dir string) error { return os.Symlink("/etc/shadow", filepath.Join(dir, "shadow")) },
+			"overlay extra: shadow is a symlink: overlays hold plain files"},
+		"fifo": {func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644) },
+			"overlay extra: pipe is a p---------, not a plain file"},
+		"ssh key": {func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "id_ed25519"), []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600)
+		}, "overlay extra: id_ed25519 holds a private key"},
+		"pgp key": {func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "key.asc"), []byte("-----BEGIN PGP PRIVATE KEY BLOCK-----\n"), 0o600)
+		}, "overlay extra: key.asc holds a private key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := c.setup(dir); err != nil {
+				t.Fatal(err)
+			}
+			err := Apply(tree.New(), Dir(dir), "extra", nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Apply: %v, want an error containing %q", err, c.want)
+			}
+			if err := Check(dir); err == nil || !strings.Contains("overlay extra: "+err.Error(), c.want) {
+				t.Fatalf("Check: %v, want an error containing %q", err, c.want)
+			}
+		})
 	}
 }

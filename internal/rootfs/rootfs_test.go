@@ -1,8 +1,10 @@
 package rootfs
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/tree"
@@ -201,6 +203,11 @@ func TestUserErrors(t *testing.T) {
 		"unknown group": {[]spec.User{{Name: "a", UID: 1000, Groups: []string{"wheel"}}}, `group "wheel" does not exist`},
 		"taken name":    {[]spec.User{{Name: "root", UID: 1000}}, "root already exists"},
 		"taken uid":     {[]spec.User{{Name: "x", UID: 100}}, "uid 100 already belongs"},
+		"shell line break": {[]spec.User{{Name: "a", UID: 1000, Shell: "/bin/sh\nroot2::0:0::/root:/bin/sh"}},
+			`"/bin/sh\nroot2::0:0::/root:/bin/sh" of user "a" holds ':', ',' or a line break`},
+		"group comma": {[]spec.User{{Name: "a", UID: 1000, Shell: "/bin/sh", Groups: []string{"sudo,adm"}}}, `"sudo,adm" of user "a" holds`},
+		"two keys": {[]spec.User{{Name: "a", UID: 1000, Shell: "/bin/sh", SSHAuthorizedKeys: []string{"ssh-ed25519 AAAA\nssh-ed25519 BBBB"}}},
+			`a key of user "a" holds a line break`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -236,6 +243,30 @@ func TestEnable(t *testing.T) {
 	}
 	if err := Enable(tr, "nope.service"); err == nil || !strings.Contains(err.Error(), "is its package in debian.packages?") {
 		t.Errorf("missing unit: %v", err)
+	}
+}
+
+// Userland refuses, before running anything, a Debian section that would
+// hand mmdebstrap another repository or argument.
+func TestUserlandRefusesInjection(t *testing.T) {
+	good := spec.Debian{Suite: "bookworm", Mirror: "http://deb.debian.org/debian", Components: []string{"main"}, Packages: []string{"less"}}
+	for name, c := range map[string]struct {
+		edit func(d *spec.Debian)
+		want string
+	}{
+		"mirror with a line": {func(d *spec.Debian) { d.Mirror = "deb [trusted=yes] http://evil.example/ x main" }, `debian.mirror "deb [trusted=yes]`},
+		"suite line break":   {func(d *spec.Debian) { d.Suite = "bookworm\ndeb x" }, `debian.suite "bookworm\ndeb x"`},
+		"component comma":    {func(d *spec.Debian) { d.Components = []string{"main,x"} }, `debian.components "main,x"`},
+		"package comma":      {func(d *spec.Debian) { d.Packages = []string{"less,evil"} }, `debian.packages "less,evil"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := good
+			c.edit(&d)
+			_, err := Userland(context.Background(), d, time.Unix(0, 0), t.TempDir(), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Userland: %v, want an error containing %q", err, c.want)
+			}
+		})
 	}
 }
 

@@ -46,6 +46,9 @@ const userlandFormat = "1"
 // cacheDir. Output lines of mmdebstrap go to log (nil: discarded, but the
 // tail is kept for the error).
 func Userland(ctx context.Context, d spec.Debian, epoch time.Time, cacheDir string, log io.Writer) (string, error) {
+	if err := oneArgument(d); err != nil {
+		return "", err
+	}
 	mm, err := exec.LookPath("mmdebstrap")
 	if err != nil {
 		return "", errors.New("userland: mmdebstrap not found: install the Debian package mmdebstrap (make image does it)")
@@ -105,6 +108,28 @@ func Userland(ctx context.Context, d spec.Debian, epoch time.Time, cacheDir stri
 		return "", fmt.Errorf("userland cache: %w", err)
 	}
 	return out, nil
+}
+
+// oneArgument refuses a value that mmdebstrap would read as more than it
+// is: with a space or line break, the mirror argument is a sources.list
+// line of its own (a [trusted=yes] repository whose package scripts run
+// here), and a comma splits a list. spec.Load has checked the spec; this
+// holds for a Spec built by other code too.
+func oneArgument(d spec.Debian) error {
+	check := func(what, v, bad string) error {
+		if v == "" || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || strings.ContainsRune(bad, r) }) {
+			return fmt.Errorf("userland: debian.%s %q is empty or holds a space, line break or one of %q: check the spec with spec.Load", what, v, bad)
+		}
+		return nil
+	}
+	errs := []error{check("suite", d.Suite, ","), check("mirror", d.Mirror, "")}
+	for _, c := range d.Components {
+		errs = append(errs, check("components", c, ","))
+	}
+	for _, p := range d.Packages {
+		errs = append(errs, check("packages", p, ","))
+	}
+	return errors.Join(errs...)
 }
 
 func dedupe(sorted []string) []string {

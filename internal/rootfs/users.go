@@ -15,7 +15,22 @@ import (
 // /etc/shadow and /etc/gshadow with their fixed ids. Every account gets a
 // group of its own name and id. Passwords are "*": no password can log in,
 // yet the account is not locked, so SSH keys still work.
+//
+// spec.Load has checked every field; AddUsers checks again the few
+// characters that would add an account, for a Spec built by other code.
 func AddUsers(t *tree.Tree, users []spec.User) error {
+	for _, u := range users {
+		for _, f := range append([]string{u.Name, u.Shell}, u.Groups...) {
+			if strings.ContainsAny(f, ":,\n\r") {
+				return fmt.Errorf("users: %q of user %q holds ':', ',' or a line break, which would add entries to /etc/passwd or /etc/group: check the spec with spec.Load", f, u.Name)
+			}
+		}
+		for _, k := range u.SSHAuthorizedKeys {
+			if strings.ContainsAny(k, "\n\r") {
+				return fmt.Errorf("users: a key of user %q holds a line break, which would add keys: one key per entry", u.Name)
+			}
+		}
+	}
 	db := map[string][][]string{}
 	for _, f := range []string{"passwd", "group", "shadow", "gshadow"} {
 		b, err := t.ReadFile("etc/" + f)
