@@ -1,6 +1,7 @@
 package overlays
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,5 +66,27 @@ func TestBaseOverlayHasSudoersMode(t *testing.T) {
 	}
 	if e, _ := tr.Get("etc/nftables.conf"); e == nil || e.Mode.Perm() != 0o644 {
 		t.Fatalf("nftables.conf mode: %+v", e)
+	}
+}
+
+// fulcrum.service stops Fulcrum with SIGINT, which works at any time, and
+// not with FulcrumAdmin, whose port opens only after the first index; it
+// starts only when the first-boot agent's memory plan lets it.
+func TestFulcrumUnit(t *testing.T) {
+	b, err := fs.ReadFile(Fulcrum(), "etc/systemd/system/fulcrum.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		lines[strings.TrimSpace(l)] = true
+	}
+	for _, want := range []string{"KillSignal=SIGINT", "TimeoutStopSec=300", "ConditionPathExists=/run/nodebake/fulcrum-may-start", "Requires=bitcoind.service"} {
+		if !lines[want] {
+			t.Errorf("fulcrum.service lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "ExecStop=") || strings.Contains(string(b), "FulcrumAdmin -p") {
+		t.Errorf("fulcrum.service must not stop Fulcrum through FulcrumAdmin:\n%s", b)
 	}
 }
