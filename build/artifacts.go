@@ -17,7 +17,14 @@ import (
 // by name wherever the tarball keeps them.
 var binaries = map[string][]string{
 	contract.BitcoinCore: {"bitcoind", "bitcoin-cli"},
-	contract.Fulcrum:     {"Fulcrum", "FulcrumAdmin"},
+	contract.Fulcrum:     {"Fulcrum"},
+}
+
+// optionalBinaries are installed when the tarball has them. Nothing on the
+// image needs FulcrumAdmin (fulcrum.service stops Fulcrum with SIGINT); it
+// is there for the admin, as in the guide.
+var optionalBinaries = map[string][]string{
+	contract.Fulcrum: {"FulcrumAdmin"},
 }
 
 // FulcrumVersionPath tells the first-boot agent which Fulcrum the image
@@ -50,7 +57,7 @@ func fetchArtifacts(ctx context.Context, s *spec.Spec, o Options, progress io.Wr
 			return
 		}
 		var files map[string]artifact.File
-		if files, err = rel.Files(binaries[kind]...); err != nil {
+		if files, err = rel.Files(binaries[kind], optionalBinaries[kind]...); err != nil {
 			return
 		}
 		if progress != nil {

@@ -57,7 +57,7 @@ func TestSizingFollowsRAM(t *testing.T) {
 			fconf := g.run(t, "sudo cat /data/fulcrum/fulcrum.conf") + "\n"
 			for _, c := range []struct{ conf, line string }{
 				{bconf, fmt.Sprintf("\ndbcache=%d\n", want.Bitcoind.DBCacheIBD)},
-				{bconf, fmt.Sprintf("\nmaxmempool=%d\n", want.Bitcoind.MaxMempool)},
+				{bconf, fmt.Sprintf("\nmaxmempool=%d\n", want.Bitcoind.MaxMempoolIBD)},
 				{fconf, fmt.Sprintf("\ndb_mem = %d\n", want.Fulcrum.DBMem)},
 				{fconf, fmt.Sprintf("\ndb_max_open_files = %d\n", want.Fulcrum.DBMaxOpenFiles)},
 				{fconf, "\nbitcoind_timeout = 600\n"},

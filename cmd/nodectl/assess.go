@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,8 @@ func assessCmd(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := firstBootSucceeded(*report); err != nil {
+	fb, err := firstBootSucceeded(*report)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "first boot: all steps succeeded")
@@ -35,6 +37,7 @@ func assessCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	kinds = waitingByDesign(fb, kinds, stdout)
 	if len(kinds) == 0 {
 		fmt.Fprintln(stdout, "services:   this image has neither bitcoind nor Fulcrum; nothing else to check")
 		return nil
@@ -51,22 +54,34 @@ func assessCmd(args []string, stdout io.Writer) error {
 }
 
 // firstBootSucceeded reads this boot's report of the first-boot agent.
-func firstBootSucceeded(path string) error {
+func firstBootSucceeded(path string) (*firstboot.Report, error) {
 	r, err := firstboot.ReadReport(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("first boot: no report at %s: the agent did not run or did not finish this boot (journalctl -u nodebake-firstboot)", path)
+		return nil, fmt.Errorf("first boot: no report at %s: the agent did not run or did not finish this boot (journalctl -u nodebake-firstboot)", path)
 	}
 	if err != nil {
-		return fmt.Errorf("first boot: %w", err)
+		return nil, fmt.Errorf("first boot: %w", err)
 	}
 	if failed := r.Failed(); len(failed) > 0 {
 		var names []string
 		for _, s := range failed {
 			names = append(names, s.Name)
 		}
-		return fmt.Errorf("first boot: %d step(s) failed: %s (nodectl status)", len(failed), strings.Join(names, ", "))
+		return nil, fmt.Errorf("first boot: %d step(s) failed: %s (nodectl status)", len(failed), strings.Join(names, ", "))
 	}
-	return nil
+	return r, nil
+}
+
+// waitingByDesign drops Fulcrum from the services to check while it waits,
+// by the memory plan, for bitcoind's initial sync: it is stopped on
+// purpose, and a slot must not be rolled back for that. A Fulcrum that
+// runs is checked; one still indexing answers on its stats endpoint.
+func waitingByDesign(r *firstboot.Report, kinds []string, stdout io.Writer) []string {
+	if r.FulcrumMayStart || !slices.Contains(kinds, contract.Fulcrum) {
+		return kinds
+	}
+	fmt.Fprintf(stdout, "%-11s waits by design: %s\n", "fulcrum:", r.Settings.Plan.Why)
+	return slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return k == contract.Fulcrum })
 }
 
 // imageServices lists the service artifacts the image's manifest records.

@@ -89,3 +89,42 @@ func TestAwaitServices(t *testing.T) {
 		t.Errorf("describe: %q", got)
 	}
 }
+
+// A Fulcrum that waits, by the memory plan, for bitcoind's initial sync is
+// stopped on purpose: the assessment does not wait for it. Once it may
+// start, it counts again.
+func TestAssessFulcrumWaitsByDesign(t *testing.T) {
+	plan := firstboot.Plan{FulcrumWaits: true, Why: "Fulcrum waits for bitcoind's initial sync: 2 GiB cannot hold both caches at once"}
+	waiting := writeReport(t, firstboot.Report{Settings: firstboot.Settings{Plan: plan}, Steps: []firstboot.Step{{Name: "folders"}}})
+	fulcrumOnly := writeManifest(t, contract.Fulcrum)
+	out := mustRun(t, "assess", "-report", waiting, "-manifest", fulcrumOnly)
+	if !strings.Contains(out, "fulcrum:    waits by design: "+plan.Why) {
+		t.Errorf("assess with Fulcrum waiting:\n%s", out)
+	}
+	started := writeReport(t, firstboot.Report{FulcrumMayStart: true, Settings: firstboot.Settings{Plan: plan}, Steps: []firstboot.Step{{Name: "folders"}}})
+	if code, out, _ := nodectl(t, "assess", "-report", started, "-manifest", fulcrumOnly); code != 1 || strings.Contains(out, "waits by design") {
+		t.Errorf("assess with Fulcrum allowed to start but down: exit %d\n%s", code, out)
+	}
+}
+
+// nodectl status -json prints the report, with the plan and the override
+// warnings the QEMU tests and scripts read.
+func TestStatusJSON(t *testing.T) {
+	rep := firstboot.Report{
+		FulcrumMayStart: true,
+		Settings:        firstboot.Settings{Plan: firstboot.Plan{Why: "both run at full size: 16 GiB holds both"}},
+		ConfigWarnings:  []string{"fulcrum.override.conf: db-mem is not a Fulcrum 2.x option (Fulcrum ignores it): did you mean db_mem?"},
+		Steps:           []firstboot.Step{{Name: "folders"}},
+	}
+	out := mustRun(t, "status", "-json", "-report", writeReport(t, rep))
+	var back firstboot.Report
+	if err := json.Unmarshal([]byte(out), &back); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	if !back.FulcrumMayStart || back.Settings.Plan != rep.Settings.Plan || len(back.ConfigWarnings) != 1 || back.ConfigWarnings[0] != rep.ConfigWarnings[0] {
+		t.Errorf("status -json lost fields:\n%s", out)
+	}
+	if text := mustRun(t, "status", "-report", writeReport(t, rep)); !strings.Contains(text, rep.ConfigWarnings[0]) || !strings.Contains(text, "Plan:") {
+		t.Errorf("status:\n%s", text)
+	}
+}

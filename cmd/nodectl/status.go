@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 func statusCmd(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("nodectl status", flag.ContinueOnError)
 	path := flags.String("report", firstboot.ReportPath, "the report to show")
+	asJSON := flags.Bool("json", false, "print the report as JSON (fields as in "+firstboot.ReportPath+")")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -23,7 +25,15 @@ func statusCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := r.WriteText(stdout); err != nil {
+	if *asJSON {
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := stdout.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	} else if err := r.WriteText(stdout); err != nil {
 		return err
 	}
 	if n := len(r.Failed()); n > 0 {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"time"
 
+	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/atomicfile"
 	"github.com/nodebake/nodebake/internal/firstboot"
 	"github.com/nodebake/nodebake/internal/health"
@@ -18,8 +20,10 @@ import (
 // syncWatchCmd does the guide's "activate mempool & reduce dbcache after a
 // full sync" by itself: it waits until bitcoind leaves the initial block
 // download, records that on /data, renders bitcoin.conf for the synced
-// phase and restarts bitcoind once. nodebake-sync-watch.service runs it
-// until the marker exists.
+// phase and restarts bitcoind once. Where Fulcrum waited for bitcoind's
+// initial sync (the memory plan of a small machine), the agent's run leaves
+// fulcrum.service's condition, and this starts Fulcrum.
+// nodebake-sync-watch.service runs it until the marker exists.
 func syncWatchCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("nodectl sync-watch", flag.ContinueOnError)
 	every := fs.Duration("interval", 5*time.Minute, "how often to ask bitcoind")
@@ -46,11 +50,23 @@ func syncWatchCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "bitcoind is synced: lowering dbcache, turning the mempool on, restarting bitcoind once")
-	if _, err := firstboot.Run(firstboot.Config{Root: "/", Owners: firstboot.SystemOwners(), Log: stdout}); err != nil {
+	r, err := firstboot.Run(firstboot.Config{Root: "/", Owners: firstboot.SystemOwners(), Log: stdout})
+	if err != nil {
 		return err
 	}
 	if out, err := exec.Command("systemctl", "try-restart", "bitcoind.service").CombinedOutput(); err != nil {
 		return fmt.Errorf("restart bitcoind: %v: %s", err, out)
+	}
+	kinds, err := imageServices(contract.ManifestPath)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(kinds, contract.Fulcrum) || !r.FulcrumMayStart {
+		return nil
+	}
+	fmt.Fprintln(stdout, "starting Fulcrum, which waited for bitcoind's initial sync")
+	if out, err := exec.Command("systemctl", "start", "fulcrum.service").CombinedOutput(); err != nil {
+		return fmt.Errorf("start fulcrum: %v: %s (see `journalctl -u fulcrum`; `sudo systemctl start fulcrum` retries)", err, out)
 	}
 	return nil
 }

@@ -24,10 +24,11 @@ type File struct {
 // Files returns the regular files with the given base names, wherever they
 // sit in the tarball: the top folder differs between releases (Fulcrum
 // 1.11.1 packs Fulcrum-1.11.1-x86_64-linux/ or …-amd64-linux/, Bitcoin
-// Core bitcoin-30.2/bin/). A name that is missing or packed twice is an
-// error. The tarball is hashed again while it is read, and the result is
-// refused if it is no longer the file that was verified.
-func (r *Release) Files(names ...string) (map[string]File, error) {
+// Core bitcoin-30.2/bin/). A required name that is missing, or any name
+// packed twice, is an error; an optional one may be missing. The tarball is
+// hashed again while it is read, and the result is refused if it is no
+// longer the file that was verified.
+func (r *Release) Files(required []string, optional ...string) (map[string]File, error) {
 	f, err := os.Open(r.Tarball)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", r.TarballName, err)
@@ -40,8 +41,11 @@ func (r *Release) Files(names ...string) (map[string]File, error) {
 		return nil, fmt.Errorf("%s: not a gzip file: %v", r.TarballName, err)
 	}
 	want := map[string]bool{}
-	for _, n := range names {
+	for _, n := range required {
 		want[n] = true
+	}
+	for _, n := range optional {
+		want[n] = false
 	}
 	found := map[string]File{}
 	tr := tar.NewReader(zr)
@@ -54,7 +58,7 @@ func (r *Release) Files(names ...string) (map[string]File, error) {
 			return nil, fmt.Errorf("%s: reading the tarball: %v", r.TarballName, err)
 		}
 		base := path.Base(hdr.Name)
-		if hdr.Typeflag != tar.TypeReg || !want[base] {
+		if _, wanted := want[base]; hdr.Typeflag != tar.TypeReg || !wanted {
 			continue
 		}
 		if prev, dup := found[base]; dup {
@@ -74,8 +78,8 @@ func (r *Release) Files(names ...string) (map[string]File, error) {
 		return nil, fmt.Errorf("%s: changed since it was verified (sha256 %s, verified %s): build again", r.TarballName, got, r.SHA256)
 	}
 	var missing []string
-	for n := range want {
-		if _, ok := found[n]; !ok {
+	for n, req := range want {
+		if _, ok := found[n]; !ok && req {
 			missing = append(missing, n)
 		}
 	}

@@ -53,7 +53,7 @@ func TestFilesFindsBaseNamesInAnyLayout(t *testing.T) {
 		for n := range tc.want {
 			names = append(names, n)
 		}
-		got, err := rel.Files(names...)
+		got, err := rel.Files(names)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.tarball, err)
 		}
@@ -81,15 +81,24 @@ func TestFilesRefuses(t *testing.T) {
 		{[]string{"Fulcrum"}, "Fulcrum-2.1.1-x86_64-linux.tar.gz: two files named Fulcrum (Fulcrum-2.1.1-x86_64-linux/Fulcrum and Fulcrum-2.1.1-x86_64-linux/extra/Fulcrum): cannot tell which to install"},
 		{[]string{"FulcrumAdmin", "bitcoind", "Fulcrum-2.1.1-x86_64-linux"}, "Fulcrum-2.1.1-x86_64-linux.tar.gz: no regular file named Fulcrum-2.1.1-x86_64-linux, bitcoind in the tarball"},
 	} {
-		if _, err := rel.Files(tc.names...); err == nil || err.Error() != tc.want {
+		if _, err := rel.Files(tc.names); err == nil || err.Error() != tc.want {
 			t.Errorf("Files(%v):\ngot  %v\nwant %s", tc.names, err, tc.want)
 		}
+	}
+
+	// An optional name may be missing; a required one may not.
+	got, err := rel.Files([]string{"LICENSE.txt"}, "FulcrumAdmin", "FulcrumAdmin.exe")
+	if err != nil || got["FulcrumAdmin"].Path != "Fulcrum-2.1.1-x86_64-linux/FulcrumAdmin" || len(got) != 2 {
+		t.Errorf("optional FulcrumAdmin: %v, %v", got, err)
+	}
+	if _, err := rel.Files([]string{"FulcrumAdmin.exe"}, "FulcrumAdmin"); err == nil || !strings.Contains(err.Error(), "no regular file named FulcrumAdmin.exe") {
+		t.Errorf("a missing required name beside an optional one: %v", err)
 	}
 
 	// Swapped after verification: refused, though it is a good tarball.
 	other := released(t, "x.tar.gz", map[string]string{"d/FulcrumAdmin": "#!/bin/sh\n"})
 	rel.Tarball = other.Tarball
-	_, err := rel.Files("FulcrumAdmin")
+	_, err = rel.Files([]string{"FulcrumAdmin"})
 	if err == nil || !strings.Contains(err.Error(), "Fulcrum-2.1.1-x86_64-linux.tar.gz: changed since it was verified (sha256 "+other.SHA256) {
 		t.Errorf("swapped tarball: %v", err)
 	}

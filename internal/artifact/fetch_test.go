@@ -44,7 +44,7 @@ func TestFetchVerifiesAndExtracts(t *testing.T) {
 	if !strings.Contains(log.String(), want) || !strings.Contains(log.String(), "downloading "+srv.URL+"/"+fixtureTarball) {
 		t.Errorf("progress:\n%s\nwant a line %q", log.String(), want)
 	}
-	files, err := rel.Files("Fulcrum", "FulcrumAdmin")
+	files, err := rel.Files([]string{"Fulcrum"}, "FulcrumAdmin")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -11,18 +12,21 @@ import (
 // Paths on the device. Configs name them, so they are absolute, whatever
 // root the agent works in.
 const (
-	BitcoinDir       = "/data/bitcoin"
-	BitcoinConf      = BitcoinDir + "/bitcoin.conf"
-	BitcoinOverride  = BitcoinDir + "/bitcoin.override.conf"
-	FulcrumDir       = "/data/fulcrum"
-	FulcrumDB        = FulcrumDir + "/fulcrum_db"
-	FulcrumConf      = FulcrumDir + "/fulcrum.conf"
-	FulcrumOverride  = FulcrumDir + "/fulcrum.override.conf"
-	FulcrumKey       = FulcrumDir + "/key.pem"
-	FulcrumCert      = FulcrumDir + "/cert.pem"
-	FulcrumBanner    = FulcrumDir + "/fulcrum-banner.txt"
-	ImageBanner      = "/usr/share/nodebake/fulcrum-banner.txt"
-	SyncedMarker     = "/data/.nodebake/bitcoind-synced"
+	BitcoinDir      = "/data/bitcoin"
+	BitcoinConf     = BitcoinDir + "/bitcoin.conf"
+	BitcoinOverride = BitcoinDir + "/bitcoin.override.conf"
+	FulcrumDir      = "/data/fulcrum"
+	FulcrumDB       = FulcrumDir + "/fulcrum_db"
+	FulcrumConf     = FulcrumDir + "/fulcrum.conf"
+	FulcrumOverride = FulcrumDir + "/fulcrum.override.conf"
+	FulcrumKey      = FulcrumDir + "/key.pem"
+	FulcrumCert     = FulcrumDir + "/cert.pem"
+	FulcrumBanner   = FulcrumDir + "/fulcrum-banner.txt"
+	ImageBanner     = "/usr/share/nodebake/fulcrum-banner.txt"
+	SyncedMarker    = "/data/.nodebake/bitcoind-synced"
+	// FulcrumMayStart is fulcrum.service's condition: the agent creates it
+	// when the plan lets Fulcrum run (see Plan); /run is empty at boot.
+	FulcrumMayStart  = "/run/nodebake/fulcrum-may-start"
 	bitcoindCookie   = BitcoinDir + "/.cookie"
 	bitcoindZMQBlock = "tcp://127.0.0.1:8433"
 )
@@ -56,38 +60,74 @@ func renderConf(opts []option, sep string, overridden map[string]bool, canon fun
 	return b.Bytes()
 }
 
-// bitcoindKey is how bitcoind matches option names: "nofoo=1" negates foo.
+// bitcoindKey is how bitcoind matches option names (InterpretKey in
+// src/common/args.cpp): case-sensitive, a "section." prefix scopes it to a
+// network, and "nofoo=1" negates foo.
 func bitcoindKey(k string) string { return strings.TrimPrefix(k, "no") }
 
-// bitcoindOverrides returns the option names an override file sets for
-// mainnet: in its top section or in [main]. bitcoind takes the first value
-// of a single-valued option it reads, and it reads an included file after
-// the main one, so without this the image's values would beat the user's.
-func bitcoindOverrides(b []byte) map[string]bool {
-	keys := map[string]bool{}
+// bitcoindOverrides reads an override file as Bitcoin Core 30.x does
+// (ReadConfigStream in src/common/config.cpp) and returns the option names
+// it sets for mainnet, in its top section or in [main], and what the user
+// should know: keys bitcoind does not know (it logs and ignores them), lines
+// it refuses to start with, and booleans spelled as words, which bitcoind
+// reads as 0. bitcoind takes the first value of a single-valued option it
+// reads, and it reads an included file after the main one, so without this
+// the image's values would beat the user's.
+func bitcoindOverrides(b []byte) (keys map[string]bool, warnings []string) {
+	keys = map[string]bool{}
+	name := "bitcoin.override.conf"
 	section := ""
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
+	for n := 1; sc.Scan(); n++ {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+		k, v, hasEq := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case line == "":
+			continue
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
 			section = strings.TrimSpace(line[1 : len(line)-1])
 			continue
-		}
-		k, _, ok := strings.Cut(line, "=")
-		if !ok || (section != "" && section != "main") {
+		case strings.HasPrefix(line, "-"):
+			warnings = append(warnings, fmt.Sprintf("%s line %d: %s: bitcoind refuses to start with a leading - in a config file: remove the -", name, n, line))
+			continue
+		case !hasEq:
+			warnings = append(warnings, fmt.Sprintf("%s line %d: %s: bitcoind refuses to start with a line without =: write %s=1", name, n, line, line))
 			continue
 		}
-		// A "main." prefix scopes an option to mainnet, like [main].
-		k = strings.TrimPrefix(strings.TrimSpace(k), "main.")
-		keys[bitcoindKey(k)] = true
+		sec := section
+		if s, rest, ok := strings.Cut(k, "."); ok && sec == "" {
+			sec, k = s, rest
+		}
+		if sec != "" && sec != "main" {
+			continue
+		}
+		opt := bitcoindKey(k)
+		if !slices.Contains(bitcoindKeys, opt) {
+			msg := fmt.Sprintf("%s: %s is not a Bitcoin Core 30.x option (bitcoind ignores it)", name, k)
+			if near := nearest(opt, bitcoindKeys); near != "" {
+				msg += ": did you mean " + near + "?"
+			}
+			warnings = append(warnings, msg)
+			continue
+		}
+		if w := strings.ToLower(v); w == "true" || w == "yes" || w == "on" {
+			warnings = append(warnings, fmt.Sprintf("%s: %s=%s: bitcoind reads %q as 0 (false): write %s=1", name, k, v, v, k))
+		}
+		keys[opt] = true
 	}
-	return keys
+	return keys, warnings
 }
 
 // BitcoinConfig renders /data/bitcoin/bitcoin.conf: the guide's settings
 // for this image, the sizing and an includeconf of the user's override.
-func BitcoinConfig(s Settings, synced bool, override []byte) []byte {
+// warnings are what the user should know about the override.
+func BitcoinConfig(s Settings, synced bool, override []byte) (conf []byte, warnings []string) {
+	mempool := s.Bitcoind.MaxMempool
+	if !synced {
+		mempool = s.Bitcoind.MaxMempoolIBD
+	}
 	dbcache, phase := s.Bitcoind.DBCacheIBD, fmt.Sprintf("initial block download (%d once %s exists)", s.Bitcoind.DBCacheSynced, SyncedMarker)
 	if synced {
 		dbcache, phase = s.Bitcoind.DBCacheSynced, fmt.Sprintf("synced (%d during the initial block download)", s.Bitcoind.DBCacheIBD)
@@ -125,58 +165,93 @@ func BitcoinConfig(s Settings, synced bool, override []byte) []byte {
 		comment(fmt.Sprintf("Memory for %d MiB of RAM, tier %s (`nodectl status` shows why)", s.Budget.RAM, s.Tier)),
 		comment("dbcache for " + phase),
 		{"dbcache", strconv.Itoa(dbcache)},
-		{"maxmempool", strconv.Itoa(s.Bitcoind.MaxMempool)},
 	}
 	if !synced {
 		// The guide: no mempool while syncing; activated once synced, as
-		// Fulcrum needs mempool fee data.
-		opts = append(opts, comment("Mempool off during the initial block download"), option{"blocksonly", "1"})
+		// Fulcrum needs mempool fee data. The small maxmempool keeps the
+		// coins cache from growing into the empty mempool's allowance.
+		opts = append(opts, comment(fmt.Sprintf("Mempool off during the initial block download (maxmempool %d once synced)", s.Bitcoind.MaxMempool)),
+			option{"maxmempool", strconv.Itoa(mempool)}, option{"blocksonly", "1"})
+	} else {
+		opts = append(opts, option{"maxmempool", strconv.Itoa(mempool)})
 	}
 	opts = append(opts, option{}, option{"includeconf", BitcoinOverride})
-	return renderConf(opts, "=", bitcoindOverrides(override), bitcoindKey, BitcoinOverride)
+	keys, warnings := bitcoindOverrides(override)
+	return renderConf(opts, "=", keys, bitcoindKey, BitcoinOverride), warnings
 }
 
-// fulcrumKey is how the agent matches Fulcrum option names: Fulcrum reads
-// them case-insensitively, and several exist with both - and _ spellings
-// (ts-format and ts_format, wss-cert and wss_cert).
-func fulcrumKey(k string) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_")
+// fulcrumKey is the option Fulcrum of major version v reads for the key k
+// (Options.cpp ConfigFile::optValue): case-insensitive but literal, so
+// db-mem is not db_mem, except the few keys it reads under two spellings.
+// known says whether that Fulcrum reads it at all.
+func fulcrumKey(k string, v FulcrumVersion) (opt string, known bool) {
+	v = min(v, 2)
+	k = strings.ToLower(strings.TrimSpace(k))
+	if a, ok := fulcrumAliases[v][k]; ok {
+		return a, true
+	}
+	return k, slices.Contains(fulcrumKeys[v], k)
 }
 
-// fulcrumRemoved are option names Fulcrum 2.x refuses to start with.
-var fulcrumRemoved = map[string]bool{"utxo_cache": true, "fast_sync": true}
-
-// fulcrumOverride reads an override file: the option names it sets, and
-// the text to append, with the options the image's Fulcrum version rejects
-// commented out (listed in dropped).
-func fulcrumOverride(b []byte, v FulcrumVersion) (keys map[string]bool, text []byte, dropped []string) {
+// fulcrumOverride reads an override file: the options it sets, the text to
+// append, with the options the image's Fulcrum version refuses to start
+// with commented out, and what the user should know: those left-out lines,
+// keys Fulcrum ignores (it ignores unknown keys silently) and booleans it
+// reads as false.
+func fulcrumOverride(b []byte, v FulcrumVersion) (keys map[string]bool, text []byte, warnings []string) {
 	keys = map[string]bool{}
+	name := "fulcrum.override.conf"
 	var out bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		raw := sc.Text()
 		line, _, _ := strings.Cut(raw, "#")
-		k, _, _ := strings.Cut(line, "=")
-		k = fulcrumKey(k)
-		if k != "" && v >= 2 && fulcrumRemoved[k] {
-			fmt.Fprintf(&out, "# nodebake: left out, Fulcrum %d.x refuses to start with it: %s\n", v, raw)
-			dropped = append(dropped, strings.TrimSpace(raw))
+		k, val, _ := strings.Cut(line, "=")
+		k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+		if k == "" {
+			out.WriteString(raw + "\n")
 			continue
 		}
-		if k != "" {
-			keys[k] = true
+		if v >= 2 && fulcrumRemoved[strings.ToLower(k)] {
+			fmt.Fprintf(&out, "# nodebake: left out, Fulcrum %d.x refuses to start with it: %s\n", v, raw)
+			warnings = append(warnings, fmt.Sprintf("%s: %s left out: Fulcrum %d.x refuses to start with it (a 1.x option)", name, strings.TrimSpace(raw), v))
+			continue
 		}
 		out.WriteString(raw + "\n")
+		opt, known := fulcrumKey(k, v)
+		if !known {
+			msg := fmt.Sprintf("%s: %s is not a Fulcrum %d.x option (Fulcrum ignores it)", name, k, v)
+			if near := nearest(opt, fulcrumKeys[min(v, 2)]); near != "" {
+				msg += ": did you mean " + near + "?"
+			}
+			warnings = append(warnings, msg)
+			continue
+		}
+		keys[opt] = true
+		if fulcrumBools[opt] && !fulcrumBool(val) {
+			warnings = append(warnings, fmt.Sprintf("%s: %s = %s: Fulcrum reads %q as false (it takes yes, true, on or a number other than 0 as true; no, false, off or 0 as false)", name, k, val, val))
+		}
 	}
-	return keys, out.Bytes(), dropped
+	return keys, out.Bytes(), warnings
+}
+
+// fulcrumBool reports whether Fulcrum's ConfParseBool reads s as the user
+// meant: true for a non-zero number, yes, true, on or nothing; false for
+// 0, no, false or off. Any other word is read as false, silently.
+func fulcrumBool(s string) bool {
+	if _, err := strconv.Atoi(s); err == nil {
+		return true
+	}
+	return slices.Contains([]string{"", "yes", "true", "on", "no", "false", "off"}, strings.ToLower(s))
 }
 
 // FulcrumConfig renders /data/fulcrum/fulcrum.conf: the guide's settings,
 // the sizing, then the user's override file. Fulcrum has no include, so the
-// override is copied in; an option it sets is commented out above. dropped
-// lists override lines left out because the Fulcrum version rejects them.
-func FulcrumConfig(s Settings, override []byte) (conf []byte, dropped []string) {
-	keys, text, dropped := fulcrumOverride(override, s.FulcrumVersion)
+// override is copied in; an option it sets is commented out above, when
+// Fulcrum reads the two as the same option. warnings are what the user
+// should know about the override.
+func FulcrumConfig(s Settings, override []byte) (conf []byte, warnings []string) {
+	keys, text, warnings := fulcrumOverride(override, s.FulcrumVersion)
 	f := s.Fulcrum
 	opts := []option{
 		comment("nodebake: " + FulcrumConf + ", written by `nodectl firstboot` on every boot"),
@@ -220,12 +295,13 @@ func FulcrumConfig(s Settings, override []byte) (conf []byte, dropped []string) 
 	add("bitcoind_timeout", f.BitcoindTimeout)
 	add("bitcoind_clients", f.BitcoindClients)
 	add("worker_threads", f.WorkerThreads)
-	conf = renderConf(opts, " = ", keys, fulcrumKey, FulcrumOverride)
+	canon := func(k string) string { opt, _ := fulcrumKey(k, s.FulcrumVersion); return opt }
+	conf = renderConf(opts, " = ", keys, canon, FulcrumOverride)
 	if len(text) > 0 {
 		conf = append(conf, "\n# ---- "+FulcrumOverride+" ----\n"...)
 		conf = append(conf, text...)
 	}
-	return conf, dropped
+	return conf, warnings
 }
 
 func plural(n int, what string) string {

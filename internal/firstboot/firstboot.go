@@ -66,8 +66,12 @@ type agent struct {
 	fvSource string // where the Fulcrum version came from
 	hwErr    error
 	synced   bool
-	users    map[string]Owner
-	userErrs map[string]error
+	// mayStart: Fulcrum may run this boot (FulcrumMayStart exists).
+	mayStart bool
+	// configWarnings are what the user should know about the override files.
+	configWarnings []string
+	users          map[string]Owner
+	userErrs       map[string]error
 }
 
 func newAgent(c Config) *agent {
@@ -84,6 +88,7 @@ func newAgent(c Config) *agent {
 	a.hwErr = err
 	a.settings = Size(hw, fv)
 	a.synced = a.exists(SyncedMarker)
+	a.mayStart = a.synced || !a.settings.Plan.FulcrumWaits
 	for _, u := range []string{"admin", "bitcoin", "fulcrum"} {
 		a.users[u], a.userErrs[u] = lookupUser(c.Root, u)
 	}
@@ -106,6 +111,7 @@ func (a *agent) steps() []step {
 		{"fulcrum tls", "Fulcrum's SSL port will not work: fix the named file, then run `sudo nodectl firstboot`", a.tls},
 		{"bitcoin.conf", "bitcoind runs with the previous " + BitcoinConf + " if there is one", a.bitcoinConf},
 		{"fulcrum.conf", "Fulcrum runs with the previous " + FulcrumConf + " if there is one", a.fulcrumConf},
+		{"fulcrum start", "fix the named path, then run `sudo nodectl firstboot`", a.fulcrumStart},
 	}
 }
 
@@ -116,12 +122,12 @@ func Run(c Config) (*Report, error) {
 		return nil, errors.New("firstboot: Config.Owners is nil")
 	}
 	a := newAgent(c)
-	r := &Report{Time: a.now.UTC(), FulcrumSource: a.fvSource, BitcoindSynced: a.synced, Settings: a.settings}
+	r := &Report{Time: a.now.UTC(), FulcrumSource: a.fvSource, BitcoindSynced: a.synced, FulcrumMayStart: a.mayStart, Settings: a.settings}
 	if a.hwErr != nil {
 		fmt.Fprintf(c.Log, "hardware: %v: memory cannot be sized\n", a.hwErr)
 	} else {
 		for _, w := range a.settings.Warnings {
-			fmt.Fprintf(c.Log, "warning: %s\n", w)
+			fmt.Fprintf(a.c.Log, "warning: %s\n", w)
 		}
 	}
 	var failed []string
@@ -131,6 +137,10 @@ func Run(c Config) (*Report, error) {
 			failed = append(failed, s.name)
 		}
 		r.Steps = append(r.Steps, st)
+	}
+	r.ConfigWarnings = a.configWarnings
+	for _, w := range a.configWarnings {
+		fmt.Fprintf(a.c.Log, "warning: %s\n", w)
 	}
 	if err := a.writeReport(r); err != nil {
 		fmt.Fprintf(c.Log, "report: %v\n", err)
@@ -368,7 +378,9 @@ func (a *agent) bitcoinConf() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	it, err := a.w.file(d, filepath.Base(BitcoinConf), BitcoinConfig(a.settings, a.synced, override), 0o640, o)
+	conf, warnings := BitcoinConfig(a.settings, a.synced, override)
+	a.configWarnings = append(a.configWarnings, warnings...)
+	it, err := a.w.file(d, filepath.Base(BitcoinConf), conf, 0o640, o)
 	if err != nil {
 		return []Item{ov}, err
 	}
@@ -404,16 +416,48 @@ func (a *agent) fulcrumConf() ([]Item, error) {
 		return items, err
 	}
 	items = append(items, ov)
-	conf, dropped := FulcrumConfig(a.settings, override)
+	conf, warnings := FulcrumConfig(a.settings, override)
+	a.configWarnings = append(a.configWarnings, warnings...)
 	it, err = a.w.file(d, filepath.Base(FulcrumConf), conf, 0o640, o)
 	if err != nil {
 		return items, err
 	}
-	if len(dropped) > 0 {
-		if it.Detail != "" {
-			it.Detail += "; "
-		}
-		it.Detail += fmt.Sprintf("left out of %s, Fulcrum %d.x refuses to start with it: %s", FulcrumOverride, a.settings.FulcrumVersion, strings.Join(dropped, "; "))
-	}
 	return append(items, it), nil
+}
+
+// fulcrumStart creates FulcrumMayStart, the condition of fulcrum.service,
+// when the plan lets Fulcrum run this boot, and removes it when Fulcrum
+// must wait for bitcoind's initial sync: on a small machine both at once
+// would not fit in RAM. nodebake-sync-watch runs the agent again once
+// bitcoind has synced, and then starts Fulcrum.
+func (a *agent) fulcrumStart() ([]Item, error) {
+	if a.mayStart {
+		why := "bitcoind has synced"
+		if !a.settings.Plan.FulcrumWaits {
+			why = a.settings.Plan.Why
+		}
+		d, err := a.dir(filepath.Dir(FulcrumMayStart), true)
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		it, err := a.w.file(d, filepath.Base(FulcrumMayStart), []byte(why+"\n"), 0o644, rootOwner)
+		if err != nil {
+			return nil, err
+		}
+		it.Detail = "Fulcrum may start: " + why
+		return []Item{it}, nil
+	}
+	d, err := a.dir(filepath.Dir(FulcrumMayStart), false)
+	if err == nil {
+		err = d.Remove(filepath.Base(FulcrumMayStart))
+		d.Close()
+	}
+	switch {
+	case err == nil:
+		return []Item{{What: FulcrumMayStart, Status: Changed, Detail: "removed: " + a.settings.Plan.Why}}, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return []Item{{What: FulcrumMayStart, Status: Skipped, Detail: a.settings.Plan.Why}}, nil
+	}
+	return nil, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,8 +48,16 @@ type Report struct {
 	// FulcrumSource says where the Fulcrum version came from.
 	FulcrumSource string `json:"fulcrum_version_source"`
 	// BitcoindSynced is whether bitcoin.conf got the after-sync dbcache.
-	BitcoindSynced bool     `json:"bitcoind_synced"`
-	Settings       Settings `json:"settings"`
+	BitcoindSynced bool `json:"bitcoind_synced"`
+	// FulcrumMayStart is whether the agent left FulcrumMayStart, the
+	// condition of fulcrum.service: false while Fulcrum waits by design for
+	// bitcoind's initial sync (Settings.Plan).
+	FulcrumMayStart bool     `json:"fulcrum_may_start"`
+	Settings        Settings `json:"settings"`
+	// ConfigWarnings are what the user should know about the override
+	// files: options the program does not know or reads otherwise than
+	// meant, lines left out.
+	ConfigWarnings []string `json:"config_warnings,omitempty"`
 	Steps          []Step   `json:"steps"`
 }
 
@@ -97,7 +106,14 @@ func (r *Report) WriteText(out io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "bitcoind:\tinitial sync: dbcache %d MiB (%d MiB once %s exists)\n", s.Bitcoind.DBCacheIBD, s.Bitcoind.DBCacheSynced, SyncedMarker)
 	}
+	fmt.Fprintf(w, "Plan:\t%s\n", s.Plan.Why)
+	if s.Plan.FulcrumWaits && !r.FulcrumMayStart {
+		fmt.Fprintf(w, "\tFulcrum is stopped until nodebake-sync-watch sees bitcoind synced (%s is missing)\n", FulcrumMayStart)
+	}
 	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "WARNING:\t%s\n", warn)
+	}
+	for _, warn := range r.ConfigWarnings {
 		fmt.Fprintf(w, "WARNING:\t%s\n", warn)
 	}
 
@@ -107,11 +123,15 @@ func (r *Report) WriteText(out io.Writer) error {
 	}
 
 	b := s.Budget
-	fmt.Fprintf(w, "\nMemory (MiB)\tinitial sync\tsynced\n")
-	fmt.Fprintf(w, "  reserve: kernel, systemd, tor, sshd, page cache\t%d\t%d\n", b.OSReserve, b.OSReserve)
-	fmt.Fprintf(w, "  bitcoind: base %d + dbcache + maxmempool\t%d\t%d\n", bitcoindBase, b.IBDBitcoind, b.SyncedBitcoind)
-	fmt.Fprintf(w, "  Fulcrum: base %d (+ db_mem, utxo_cache once it indexes)\t%d\t%d\n", fulcrumBase, b.IBDFulcrum, b.SyncedFulcrum)
-	fmt.Fprintf(w, "  total, of %d\t%d\t%d\n", b.RAM, b.OSReserve+b.IBDBitcoind+b.IBDFulcrum, b.OSReserve+b.SyncedBitcoind+b.SyncedFulcrum)
+	fmt.Fprintf(w, "\nMemory (MiB of %d)\treserve\tbitcoind\tFulcrum\tpeak\n", b.RAM)
+	for _, p := range b.Phases {
+		fulcrum := strconv.Itoa(p.Fulcrum)
+		if p.Fulcrum == 0 {
+			fulcrum = "waits"
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\t%d\n", p.Name, b.OSReserve, p.Bitcoind, fulcrum, p.Peak)
+	}
+	fmt.Fprintf(w, "  (bitcoind: base %d + dbcache + maxmempool; Fulcrum: base %d + db_mem + utxo_cache while 1.x indexes)\n", bitcoindBase, fulcrumBase)
 
 	fmt.Fprintf(w, "\nSteps\n")
 	for _, st := range r.Steps {

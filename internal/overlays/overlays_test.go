@@ -1,6 +1,7 @@
 package overlays_test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +102,27 @@ func TestApplyRefusesHostFiles(t *testing.T) {
 				t.Fatalf("Check: %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// fulcrum.service stops Fulcrum with SIGINT, which works at any time, and
+// not with FulcrumAdmin, whose port opens only after the first index; it
+// starts only when the first-boot agent's memory plan lets it.
+func TestFulcrumUnit(t *testing.T) {
+	b, err := fs.ReadFile(Fulcrum(), "etc/systemd/system/fulcrum.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		lines[strings.TrimSpace(l)] = true
+	}
+	for _, want := range []string{"KillSignal=SIGINT", "TimeoutStopSec=300", "ConditionPathExists=/run/nodebake/fulcrum-may-start", "Requires=bitcoind.service"} {
+		if !lines[want] {
+			t.Errorf("fulcrum.service lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "ExecStop=") || strings.Contains(string(b), "FulcrumAdmin -p") {
+		t.Errorf("fulcrum.service must not stop Fulcrum through FulcrumAdmin:\n%s", b)
 	}
 }
