@@ -263,7 +263,7 @@ func TestRunReportsFailures(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1 of 7 steps FAILED", "FAILED: ", "move what it holds", "Settings", "dbcache (IBD)", "Memory (MiB)"} {
+	for _, want := range []string{"1 of 8 steps FAILED", "FAILED: ", "move what it holds", "Settings", "dbcache (IBD)", "Memory (MiB)"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("status text lacks %q:\n%s", want, text.String())
 		}
