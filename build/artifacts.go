@@ -96,3 +96,23 @@ func installArtifacts(t *tree.Tree, s *spec.Spec, all []verified) ([]contract.Ar
 	}
 	return out, nil
 }
+
+// dataFormats is what the manifest records of the formats the image's
+// programs write on /data (contract.Manifest.DataFormats). Bitcoin Core's
+// is left out: no single number says which releases read its chainstate
+// and blocks (each upgrades them as it sees fit), and nodebake does not
+// guard them.
+func dataFormats(artifacts []contract.Artifact) (map[string]int, error) {
+	out := map[string]int{}
+	for _, a := range artifacts {
+		if a.Kind != contract.Fulcrum {
+			continue
+		}
+		f, err := contract.FulcrumDBFormat(a.Version)
+		if err != nil {
+			return nil, err
+		}
+		out[contract.FulcrumDB] = f
+	}
+	return out, nil
+}

@@ -106,6 +106,9 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	if m.Artifacts, err = installArtifacts(t, s, releases); err != nil {
 		return nil, err
 	}
+	if m.DataFormats, err = dataFormats(m.Artifacts); err != nil {
+		return nil, err
+	}
 	m.Nodebake = nodebakeVersion(o)
 	rootfs.WriteManifest(t, m)
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Manifest describes an image: its identity, the verified release binaries
@@ -24,6 +25,51 @@ type Manifest struct {
 	Packages  []Package  `json:"packages"`
 	// Update is what the image accepts updates from; nil: none at all.
 	Update *Update `json:"update,omitempty"`
+	// DataFormats is, for each kind of data the image's programs keep on
+	// /data, the format they write (FulcrumDB: 1 for Fulcrum 1.x, 2 for
+	// 2.x). An update that raises one upgrades the data, which the older
+	// program then cannot read: the device decides from this what an
+	// update and a rollback may do. bitcoind's data is not listed: no
+	// single number describes what a Bitcoin Core release reads, and
+	// nodebake does not guard it.
+	DataFormats map[string]int `json:"data_formats,omitempty"`
+}
+
+// FulcrumDB is the kind of data of Fulcrum's database (DataFormats).
+const FulcrumDB = "fulcrum-db"
+
+// FulcrumDBFormat is the database format a Fulcrum release writes: its
+// major version. Fulcrum 2.x opens a 1.x database only when started with
+// --db-upgrade, which converts it for good; a 1.x Fulcrum cannot open the
+// result. An unknown major is an error, so that a new one is looked at
+// before images carry it.
+func FulcrumDBFormat(version string) (int, error) {
+	major, _, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	switch major {
+	case "1":
+		return 1, nil
+	case "2":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("Fulcrum %s: nodebake knows the database formats of Fulcrum 1.x and 2.x only; find out whether this release reads their databases and teach contract.FulcrumDBFormat", version)
+}
+
+// Formats is the image's DataFormats; for an image built before they were
+// recorded, they are derived from its artifacts (nil when none is known).
+func (m *Manifest) Formats() map[string]int {
+	if m.DataFormats != nil {
+		return m.DataFormats
+	}
+	var out map[string]int
+	for _, a := range m.Artifacts {
+		if a.Kind != Fulcrum {
+			continue
+		}
+		if f, err := FulcrumDBFormat(a.Version); err == nil {
+			out = map[string]int{FulcrumDB: f}
+		}
+	}
+	return out
 }
 
 // Update is the spec's update section as the manifest records it.

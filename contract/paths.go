@@ -33,6 +33,10 @@ const (
 	// FailedVersionsPath lists, one per line, the versions that failed to
 	// boot on this device. It is on /data, so it outlives updates.
 	FailedVersionsPath = "/data/.nodebake/failed-versions"
+	// DataFormatsPath records the format of the data on /data (see
+	// Manifest.DataFormats), the formats each slot's image writes, and
+	// the upgrades under way; package internal/dataformat owns it.
+	DataFormatsPath = "/data/.nodebake/data-formats.json"
 	// ESPMount is where the device mounts its ESP (efi.automount), as
 	// systemd-bless-boot expects.
 	ESPMount = "/efi"

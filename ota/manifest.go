@@ -14,8 +14,13 @@ import (
 	"github.com/nodebake/nodebake/contract"
 )
 
-// Format is the bundle format version this package writes and reads.
-const Format = 1
+// Format is the bundle format version this package writes. It reads
+// format 1 too, which has no DataFormats: a device then knows nothing of
+// what the bundle's image reads, and says so. Format 2 added DataFormats;
+// an updater that reads only format 1 decodes manifests strictly and would
+// refuse the new field anyway, and the format number makes that refusal
+// say what to do.
+const Format = 2
 
 // The files of a bundle. Their names are fixed: they are never taken from a
 // bundle, a registry or a server.
@@ -52,6 +57,10 @@ type Manifest struct {
 	VerityData File `json:"verity_data"`
 	Kernel     File `json:"kernel"`
 	Initrd     File `json:"initrd"`
+	// DataFormats is the image's contract.Manifest.DataFormats: signed
+	// and in the manifest, so that a device decides whether the update
+	// upgrades its data before it downloads the rest.
+	DataFormats map[string]int `json:"data_formats,omitempty"`
 }
 
 // Partitions are the PARTUUIDs of the image's disk layout.
@@ -117,8 +126,16 @@ func (m *Manifest) File(name string) File {
 // it, so that a well-signed but malformed manifest fails with a message
 // rather than deep inside Apply.
 func (m *Manifest) validate() error {
-	if m.Format != Format {
-		return fmt.Errorf("bundle format %d: this updater reads format %d (update the device's nodebake first)", m.Format, Format)
+	if m.Format != 1 && m.Format != Format {
+		return fmt.Errorf("bundle format %d: this updater reads formats 1 to %d (update the device's nodebake first)", m.Format, Format)
+	}
+	if m.Format == 1 && m.DataFormats != nil {
+		return fmt.Errorf("manifest: bundle format 1 has no data_formats")
+	}
+	for kind, f := range m.DataFormats {
+		if f <= 0 {
+			return fmt.Errorf("manifest: data format %d of %q: want a positive number", f, kind)
+		}
 	}
 	if m.Name == "" || m.Version == "" || m.Compatible == "" {
 		return fmt.Errorf("manifest lacks its name, version or compatibility id")

@@ -17,13 +17,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/dataformat"
 	"github.com/nodebake/nodebake/internal/progress"
 	"github.com/nodebake/nodebake/ota"
 )
 
 const updateUsage = `usage: nodectl update <command> [flags]
   check    [-source SRC] [BUNDLE]     is there a newer image? (the image's source, another one, or a bundle file)
-  apply    [-source SRC] [BUNDLE] [-allow-downgrade] [-retry-failed] [-download-dir DIR]
+  apply    [-source SRC] [BUNDLE] [-allow-downgrade] [-retry-failed] [-download-dir DIR] [-accept-data-upgrade]
                                       install it into the other slot; it boots next, on trial
   status                              slots, boot entries, versions that failed here
   rollback                            boot the other slot next (it gets three tries)
@@ -168,8 +169,12 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: %w", from, err)
 	}
 	m := &b.Manifest
-	fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s, %s to download\ninstall it with: sudo nodectl update apply",
+	fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s, %s to download\n",
 		m.Name, m.Version, s.Running.Version, from, progress.MB(m.Root.Size+m.Kernel.Size+m.Initrd.Size))
+	if _, err := checkData(s, m, false, stdout); err != nil {
+		fmt.Fprintf(stdout, "apply refuses it as it stands: %v\n", err)
+	}
+	fmt.Fprint(stdout, "install it with: sudo nodectl update apply")
 	if file != "" {
 		fmt.Fprintf(stdout, " %s", file)
 	} else if *source != "" {
@@ -215,6 +220,7 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	source := fs.String("source", "", "download from here instead of the image's update source")
 	downgrade := fs.Bool("allow-downgrade", false, "install a version that is not newer than the running one")
 	retry := fs.Bool("retry-failed", false, "install a version even though it failed to boot here before")
+	acceptData := fs.Bool("accept-data-upgrade", false, "install an update that upgrades data on /data for good even though no copy can be kept for a rollback")
 	downloads := fs.String("download-dir", "", "where to keep the download until it is installed (default: a temporary folder in $TMPDIR or /tmp, which is in RAM)")
 	root := fs.String("root", "/", "the device's root (for tests)")
 	file, err := parseArgs(fs, args)
@@ -236,12 +242,19 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 
 	var b *ota.Bundle
 	var p ota.Policy
+	var rec *dataformat.Record
 	if file != "" {
 		if b, err = ota.Open(file); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, fileNote)
 		if p, err = s.Policy(*downgrade, *retry); err != nil {
+			return err
+		}
+		if err := ota.VerifyManifest(b, p); err != nil {
+			return err
+		}
+		if rec, err = checkData(s, &b.Manifest, *acceptData, stdout); err != nil {
 			return err
 		}
 	} else {
@@ -260,6 +273,9 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if err := ota.VerifyManifest(head, p); err != nil {
 			return fmt.Errorf("%s: %w", src, err)
+		}
+		if rec, err = checkData(s, &head.Manifest, *acceptData, stdout); err != nil {
+			return err
 		}
 		m := &head.Manifest
 		size := m.Root.Size + m.Kernel.Size + m.Initrd.Size
@@ -293,6 +309,9 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	dev := s.Partition(uuid)
 	if err := notInUse(dev); err != nil {
+		return err
+	}
+	if err := recordSlot(s, rec, target, m); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "installing %s %s into slot %s (%s)\n", m.Name, m.Version, target, dev)
@@ -403,6 +422,9 @@ func rollbackCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
+	if err := checkRollback(s); err != nil {
+		return err
+	}
 	if err := ota.Rollback(s.ESP(), s.Slot.Name); err != nil {
 		return err
 	}

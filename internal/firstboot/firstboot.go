@@ -108,6 +108,7 @@ func (a *agent) steps() []step {
 		{"console password", "without SSH keys in the image the admin cannot log in: rebuild it with ssh_authorized_keys", a.consolePassword},
 		{"data partition", "/data keeps its size; the node still works until the disk is full", a.growData},
 		{"folders", "fix the named path, then run `sudo nodectl firstboot`", a.folders},
+		{"data formats", "Fulcrum's database is left as it is; see the message, then run `sudo nodectl firstboot`", a.dataFormats},
 		{"fulcrum tls", "Fulcrum's SSL port will not work: fix the named file, then run `sudo nodectl firstboot`", a.tls},
 		{"bitcoin.conf", "bitcoind runs with the previous " + BitcoinConf + " if there is one", a.bitcoinConf},
 		{"fulcrum.conf", "Fulcrum runs with the previous " + FulcrumConf + " if there is one", a.fulcrumConf},

@@ -263,7 +263,7 @@ func TestRunReportsFailures(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1 of 8 steps FAILED", "FAILED: ", "move what it holds", "Settings", "dbcache (IBD)", "Memory (MiB of ", "Plan:", "Fulcrum waits for bitcoind's initial sync"} {
+	for _, want := range []string{"1 of 9 steps FAILED", "FAILED: ", "move what it holds", "Settings", "dbcache (IBD)", "Memory (MiB of ", "Plan:", "Fulcrum waits for bitcoind's initial sync"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("status text lacks %q:\n%s", want, text.String())
 		}

@@ -55,6 +55,9 @@ type Image struct {
 	// UpdateKey, if set, is recorded in the root's manifest as the image
 	// builder records update.public_key.
 	UpdateKey string
+	// DataFormats, if set, is recorded in the root's manifest as the
+	// image builder records the formats its programs write.
+	DataFormats map[string]int
 }
 
 // Build writes the image into dir and returns its path. Its content
@@ -65,6 +68,9 @@ func (im Image) Build(t testing.TB, dir string) string {
 	manifest := map[string]any{"name": im.Name, "version": im.Version}
 	if im.UpdateKey != "" {
 		manifest["update"] = map[string]string{"public_key": im.UpdateKey}
+	}
+	if im.DataFormats != nil {
+		manifest["data_formats"] = im.DataFormats
 	}
 	mj, err := json.Marshal(manifest)
 	if err != nil {

@@ -159,13 +159,14 @@ func readImage(image string) (*imageSource, error) {
 	}
 	v := src.slot.Verity
 	src.manifest = ota.Manifest{
-		Format:     ota.Format,
-		Name:       id.Name,
-		Version:    id.Version,
-		Compatible: id.Name,
-		KernelArgs: kernelArgs(src.entry.Options),
-		Partitions: ota.Partitions{RootA: parts[contract.RootA].UUID, RootB: parts[contract.RootB].UUID, Data: parts[contract.Data].UUID},
-		Verity:     ota.Verity{RootHash: v.RootHash, Salt: v.Salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset},
+		Format:      ota.Format,
+		Name:        id.Name,
+		Version:     id.Version,
+		Compatible:  id.Name,
+		KernelArgs:  kernelArgs(src.entry.Options),
+		Partitions:  ota.Partitions{RootA: parts[contract.RootA].UUID, RootB: parts[contract.RootB].UUID, Data: parts[contract.Data].UUID},
+		Verity:      ota.Verity{RootHash: v.RootHash, Salt: v.Salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset},
+		DataFormats: id.Formats(),
 	}
 	return src, nil
 }
