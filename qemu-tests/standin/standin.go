@@ -19,6 +19,17 @@
 //	fulcrum-2.1.1/Fulcrum-2.1.1-x86_64-linux.tar.gz, Fulcrum-2.1.1-shasums.txt(.asc)
 //	fulcrum-1.11.1/…
 //	keys/standin-builder-{1,2,3}.asc, keys/standin-calin.asc
+//
+// The programs play a first sync: bitcoind an initial block download of a
+// made-up chain, Fulcrum indexing it as it comes, and each holds the
+// memory its configuration grants. A test sets their pace in a file only
+// the stand-ins read, standin.conf, in bitcoind's datadir (chain_length,
+// blocks_per_second, headers_per_second; by default 3000 blocks at 35 a
+// second) and in Fulcrum's datadir (blocks_per_second, default 100;
+// upgrade_countdown, default 10 seconds); the files are read at start.
+// STANDIN_SKIP_MEMORY=1 in their environment makes them hold no memory:
+// for unit tests only. Each program's main.go says what it models of the
+// real one and what it leaves out.
 package standin
 
 import (

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/artifact"
+	"github.com/nodebake/nodebake/qemu-tests/standin/internal/ballast"
 )
 
 // Built once for all tests: compiling the programs is most of the time.
@@ -56,6 +58,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		// The stand-ins hold hundreds of MiB each otherwise; TestMemory
+		// turns it back on for its own processes.
+		os.Setenv(ballast.SkipEnv, "1")
 		bins = filepath.Join(tmp, "unpacked")
 		all := []Release{releases.BitcoinCore}
 		for _, v := range FulcrumVersions {
@@ -334,7 +339,14 @@ func (p *proc) output() string {
 
 func start(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, path, args...)
+}
+
+// startEnv starts a program with env added to the test's environment.
+func startEnv(t *testing.T, env []string, path string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,7 +397,12 @@ func (p *proc) signal(t *testing.T, s os.Signal) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	waitForUpTo(t, 10*time.Second, what, cond)
+}
+
+func waitForUpTo(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}
@@ -401,18 +418,87 @@ type node struct {
 	zmq     int
 }
 
-func startBitcoind(t *testing.T) *node {
+// startBitcoind starts bitcoind on a chain of the genesis block alone (out
+// of IBD at once) unless pace says otherwise (its standin.conf).
+func startBitcoind(t *testing.T, pace ...string) *node {
 	t.Helper()
 	n := &node{datadir: t.TempDir(), port: freePort(t), zmq: freePort(t)}
 	conf := fmt.Sprintf("server=1\ntxindex=1\nrpccookieperms=group\nrpcport=%d\nzmqpubhashblock=tcp://127.0.0.1:%d\nincludeconf=user.conf\n", n.port, n.zmq)
 	os.WriteFile(filepath.Join(n.datadir, "bitcoin.conf"), []byte(conf), 0o644)
+	writePace(n.datadir, pace)
 	os.WriteFile(filepath.Join(n.datadir, "user.conf"), []byte("# the user's overrides\n"), 0o644)
 	n.proc = start(t, bin("bitcoin-core", "bitcoind"), "-datadir="+n.datadir, "-conf=bitcoin.conf", "-pid=bitcoind.pid")
 	waitFor(t, "the cookie", func() bool { _, err := os.Stat(n.cookie()); return err == nil })
 	return n
 }
 
+// writePace writes a stand-in's standin.conf: chain_length = 0 unless
+// lines say otherwise.
+func writePace(dir string, lines []string) {
+	if len(lines) == 0 {
+		lines = []string{"chain_length = 0"}
+	}
+	os.WriteFile(filepath.Join(dir, "standin.conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
 func (n *node) cookie() string { return filepath.Join(n.datadir, ".cookie") }
+
+// call makes an RPC call with the cookie and decodes its result into out;
+// it returns the HTTP status and the error message, if any.
+func (n *node) call(t *testing.T, out any, method string, params ...any) (int, string) {
+	t.Helper()
+	if params == nil {
+		params = []any{}
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "1.0", "id": "t", "method": method, "params": params})
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/", n.port), bytes.NewReader(body))
+	c, err := os.ReadFile(n.cookie())
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass, _ := strings.Cut(string(c), ":")
+	req.SetBasicAuth(user, pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reply struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		t.Fatalf("%s: HTTP %d: %v", method, resp.StatusCode, err)
+	}
+	if reply.Error != nil {
+		return resp.StatusCode, reply.Error.Message
+	}
+	if out != nil {
+		if err := json.Unmarshal(reply.Result, out); err != nil {
+			t.Fatalf("%s: %s: %v", method, reply.Result, err)
+		}
+	}
+	return resp.StatusCode, ""
+}
+
+type chainInfo struct {
+	Blocks               int     `json:"blocks"`
+	Headers              int     `json:"headers"`
+	BestBlockHash        string  `json:"bestblockhash"`
+	InitialBlockDownload bool    `json:"initialblockdownload"`
+	VerificationProgress float64 `json:"verificationprogress"`
+}
+
+func (n *node) chainInfo(t *testing.T) chainInfo {
+	t.Helper()
+	var ci chainInfo
+	if status, msg := n.call(t, &ci, "getblockchaininfo"); status != 200 {
+		t.Fatalf("getblockchaininfo: HTTP %d %s", status, msg)
+	}
+	return ci
+}
 
 func (n *node) rpc(t *testing.T, auth bool, method string) (int, map[string]any) {
 	t.Helper()
@@ -682,13 +768,13 @@ func TestFulcrum(t *testing.T) {
 			s := newFulcrumSetup(t, n, extra)
 			f := start(t, bin("fulcrum-"+v, "Fulcrum"), s.conf)
 			waitFor(t, "the stats endpoint", func() bool { return f.running(t) && stats(t, s.sts) != nil })
-			if st := stats(t, s.sts); st["synced"] != false || st["version"] != v {
+			if st := stats(t, s.sts); indexedHeight(st) != -1 || st["Server Manager"] != nil || st["Stand-in"].(map[string]any)["version"] != v {
 				t.Errorf("stats before bitcoind is up: %v", st)
 			}
 			waitFor(t, "a retry log line", func() bool { return strings.Contains(f.output(), "retrying") })
 
 			startBitcoindAt(t, n)
-			waitFor(t, "synced", func() bool { return f.running(t) && stats(t, s.sts)["synced"] == true })
+			waitFor(t, "up-to-date", func() bool { return f.running(t) && stats(t, s.sts)["Server Manager"] != nil })
 			tcp := dialElectrum(t, fmt.Sprintf("127.0.0.1:%d", s.tcp), nil)
 			handshake(t, tcp, v)
 			if _, rerr := tcp.call(t, "server.version", "again", "1.4"); rerr == nil {
@@ -705,7 +791,7 @@ func TestFulcrum(t *testing.T) {
 			}
 
 			out, err := exec.Command(bin("fulcrum-"+v, "FulcrumAdmin"), "-p", fmt.Sprint(s.admin), "getinfo").CombinedOutput()
-			if err != nil || !strings.Contains(string(out), `"version": "`+v+`"`) {
+			if err != nil || !strings.Contains(string(out), `"version": "Fulcrum `+v+` (stand-in)"`) || !strings.Contains(string(out), `"height": 0`) {
 				t.Errorf("FulcrumAdmin getinfo: %v\n%s", err, out)
 			}
 			if v == DefaultFulcrumVersion {
@@ -735,19 +821,33 @@ func startBitcoindAt(t *testing.T, n *node) *proc {
 	t.Helper()
 	conf := fmt.Sprintf("rpccookieperms=group\nrpcport=%d\n", n.port)
 	os.WriteFile(filepath.Join(n.datadir, "bitcoin.conf"), []byte(conf), 0o644)
+	writePace(n.datadir, nil)
 	return start(t, bin("bitcoin-core", "bitcoind"), "-datadir="+n.datadir)
 }
 
-func TestFulcrumConfigIsStrict(t *testing.T) {
+// indexedHeight is Fulcrum's indexed height in its /stats answer (as
+// nodectl reads it): Controller "Header count" - 1; -2 without one.
+func indexedHeight(st map[string]any) int {
+	c, _ := st["Controller"].(map[string]any)
+	hc, ok := c["Header count"].(float64)
+	if !ok {
+		return -2
+	}
+	return int(hc) - 1
+}
+
+// Fulcrum reads its config as the real one does: the stand-in refuses only
+// what Fulcrum refuses.
+func TestFulcrumConfigLikeUpstream(t *testing.T) {
 	n := &node{datadir: t.TempDir(), port: freePort(t)}
 	for _, c := range []struct {
 		version, extra, want string
 	}{
-		{"2.1.1", "utxo-cache = 2000\n", "'utxo-cache': this option was removed in Fulcrum 2.0.0"},
-		{"2.1.1", "utxo_cache = 2000\n", "'utxo_cache': this option was removed"},
-		{"2.1.1", "db_memory = 100\n", "unknown option 'db_memory': Fulcrum 2.1.1 does not know it"},
-		{"1.11.1", "zmq_allow_hashtx = true\n", "unknown option 'zmq_allow_hashtx': Fulcrum 1.11.1 does not know it"},
-		{"1.11.1", "peering = maybe\n", "peering = maybe: not a boolean"},
+		{"2.1.1", "utxo-cache = 2000\n", "The conf file option `utxo-cache` has been removed from Fulcrum"},
+		{"2.1.1", "UTXO_CACHE = 2000\n", "The UTXO cache facility has been removed, use `db_mem` instead!"},
+		{"2.1.1", "fast-sync = 2000\n", "The conf file option `fast-sync` has been removed"},
+		{"2.1.1", "db_mem = 10\n", "db_mem: bad value"},
+		{"1.11.1", "anon_logs = maybe\n", "anon_logs: bad value. Specify a boolean value such as 0, 1, true, false, yes, no"},
 	} {
 		s := newFulcrumSetup(t, n, c.extra)
 		p := start(t, bin("fulcrum-"+c.version, "Fulcrum"), s.conf)
@@ -755,8 +855,326 @@ func TestFulcrumConfigIsStrict(t *testing.T) {
 			t.Errorf("Fulcrum %s with %q: exit %d, want 1 and %q:\n%s", c.version, c.extra, code, c.want, p.output())
 		}
 	}
-	p := start(t, bin("fulcrum-2.1.1", "Fulcrum"), "--db-upgrade", "x.conf")
-	if code := p.wait(t, 5*time.Second); code != 1 || !strings.Contains(p.output(), "Unknown option 'db-upgrade'") {
-		t.Errorf("unknown command-line option: exit %d\n%s", code, p.output())
+	// Unknown and misspelt names start anyway; peering = maybe is false.
+	s := newFulcrumSetup(t, n, "db_memory = 100\ndb-mem = 100\nzmq_allow_hashtx = maybe\npeering = maybe\n")
+	p := start(t, bin("fulcrum-1.11.1", "Fulcrum"), s.conf)
+	waitFor(t, "the stats endpoint", func() bool { return p.running(t) && stats(t, s.sts) != nil })
+	if conf := stats(t, s.sts)["Config"].(map[string]any); conf["db_mem"] != 512.0 || conf["peering"] != false {
+		t.Errorf("1.11.1 with db-mem = 100, peering = maybe: Config %v, want db_mem 512 and peering false", conf)
 	}
+	p = start(t, bin("fulcrum-1.11.1", "Fulcrum"), "--db-upgrade", s.conf)
+	if code := p.wait(t, 5*time.Second); code != 1 || !strings.Contains(p.output(), "Unknown option 'db-upgrade'") {
+		t.Errorf("1.11.1 --db-upgrade: exit %d\n%s", code, p.output())
+	}
+}
+
+// --- initial block download, databases, memory ---
+
+// bitcoind plays an initial block download: headers first, blocks after,
+// progress that moves, then out of IBD; a restart continues the chain.
+func TestBitcoindIBD(t *testing.T) {
+	n := startBitcoind(t, "chain_length = 40", "blocks_per_second = 10", "headers_per_second = 400")
+	var seen []chainInfo
+	sawHeaderOnly := false
+	waitForUpTo(t, 20*time.Second, "the end of IBD", func() bool {
+		ci := n.chainInfo(t)
+		seen = append(seen, ci)
+		if ci.Headers > ci.Blocks && !sawHeaderOnly {
+			// bitcoind has the header of the next block, not its data yet.
+			var hash string
+			n.call(t, &hash, "getblockhash", ci.Blocks)
+			var hdr map[string]any
+			if status, msg := n.call(t, &hdr, "getblockheader", hash); status != 200 || hdr["nextblockhash"] != nil {
+				t.Errorf("getblockheader of the tip: HTTP %d %s %v", status, msg, hdr)
+			}
+			if status, msg := n.call(t, nil, "getblockhash", ci.Blocks+1); status != 500 || msg != "Block height out of range" {
+				t.Errorf("getblockhash beyond the tip: HTTP %d %q", status, msg)
+			}
+			sawHeaderOnly = true
+		}
+		return !ci.InitialBlockDownload
+	})
+	first, last := seen[0], seen[len(seen)-1]
+	if !first.InitialBlockDownload || first.VerificationProgress >= 0.5 {
+		t.Errorf("first getblockchaininfo %+v: want IBD and little progress", first)
+	}
+	if last.Blocks != 40 || last.Headers != 40 || last.VerificationProgress != 1 {
+		t.Errorf("after IBD: %+v, want 40 blocks and headers, progress 1", last)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].Blocks < seen[i-1].Blocks || seen[i].VerificationProgress < seen[i-1].VerificationProgress {
+			t.Fatalf("progress went back: %+v then %+v", seen[i-1], seen[i])
+		}
+		if seen[i].InitialBlockDownload && (seen[i].VerificationProgress <= 0 || seen[i].VerificationProgress >= 1) {
+			t.Errorf("verificationprogress %v during IBD", seen[i].VerificationProgress)
+		}
+	}
+	if !sawHeaderOnly || len(seen) < 5 {
+		t.Errorf("saw %d states and headers ahead of blocks: %v", len(seen), sawHeaderOnly)
+	}
+	// The chain hangs together: the best block is block 40, linked to 39.
+	var hash39, hash40, best string
+	n.call(t, &hash39, "getblockhash", 39)
+	n.call(t, &hash40, "getblockhash", 40)
+	n.call(t, &best, "getbestblockhash")
+	var blk map[string]any
+	n.call(t, &blk, "getblock", hash40, 1)
+	if best != hash40 || best != last.BestBlockHash || blk["previousblockhash"] != hash39 || blk["height"] != 40.0 || blk["confirmations"] != 1.0 {
+		t.Errorf("block 40 %s, best %s, getblock %v", hash40, best, blk)
+	}
+	// Fulcrum's slow ping, and 404 for what bitcoind does not know.
+	var help string
+	if status, msg := n.call(t, &help, "help", "help"); status != 200 || !strings.HasPrefix(help, "help ( \"command\" )") {
+		t.Errorf("help help: HTTP %d %s %q", status, msg, help)
+	}
+	if status, msg := n.call(t, nil, "getdsprooflist"); status != 404 || msg != "Method not found" {
+		t.Errorf("getdsprooflist: HTTP %d %q", status, msg)
+	}
+
+	// A restart continues the chain where it was, with the same blocks.
+	n.signal(t, syscall.SIGINT)
+	if code := n.wait(t, 5*time.Second); code != 0 {
+		t.Fatalf("bitcoind exited %d on SIGINT", code)
+	}
+	n.proc = start(t, bin("bitcoin-core", "bitcoind"), "-datadir="+n.datadir)
+	waitFor(t, "the cookie", func() bool { _, err := os.Stat(n.cookie()); return err == nil })
+	var again string
+	n.call(t, &again, "getblockhash", 40)
+	if ci := n.chainInfo(t); ci.Blocks != 40 || ci.InitialBlockDownload || again != hash40 {
+		t.Errorf("after a restart: %+v, block 40 %s (was %s)", ci, again, hash40)
+	}
+}
+
+// bitcoind stopped in the middle of its IBD continues from there.
+func TestBitcoindIBDResumes(t *testing.T) {
+	n := startBitcoind(t, "chain_length = 100000", "blocks_per_second = 200")
+	waitFor(t, "some blocks", func() bool { return n.chainInfo(t).Blocks >= 50 })
+	n.signal(t, syscall.SIGTERM)
+	if code := n.wait(t, 5*time.Second); code != 0 {
+		t.Fatalf("bitcoind exited %d on SIGTERM", code)
+	}
+	var saved struct{ Blocks int }
+	b, err := os.ReadFile(filepath.Join(n.datadir, "standin-chain.json"))
+	if err != nil || json.Unmarshal(b, &saved) != nil || saved.Blocks < 50 {
+		t.Fatalf("saved state %s (%v)", b, err)
+	}
+	writePace(n.datadir, []string{"blocks_per_second = 0"}) // stand still: what is read is what was saved
+	n.proc = start(t, bin("bitcoin-core", "bitcoind"), "-datadir="+n.datadir)
+	waitFor(t, "the cookie", func() bool { _, err := os.Stat(n.cookie()); return err == nil })
+	if ci := n.chainInfo(t); ci.Blocks != saved.Blocks || !ci.InitialBlockDownload {
+		t.Errorf("after a restart: %+v, want block %d still in IBD", ci, saved.Blocks)
+	}
+}
+
+// refused tells whether nothing listens on 127.0.0.1:port.
+func refused(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err != nil
+}
+
+// Fulcrum indexes while bitcoind is still in IBD, waits at bitcoind's tip
+// (RetryInIBD), and opens Electrum and admin ports only at the tip with
+// bitcoind out of IBD; its stats report progress from the start.
+func TestFulcrumFollowsIBD(t *testing.T) {
+	n := startBitcoind(t, "chain_length = 60", "blocks_per_second = 8", "headers_per_second = 600")
+	s := newFulcrumSetup(t, n, "")
+	os.MkdirAll(filepath.Join(s.dir, "fulcrum_db"), 0o755)
+	writePace(filepath.Join(s.dir, "fulcrum_db"), []string{"blocks_per_second = 200"})
+	f := start(t, bin("fulcrum-2.1.1", "Fulcrum"), s.conf)
+	waitFor(t, "the stats endpoint", func() bool { return f.running(t) && stats(t, s.sts) != nil })
+
+	indexedInIBD, retryInIBD, closedInIBD := false, false, false
+	waitForUpTo(t, 30*time.Second, "bitcoind out of IBD", func() bool {
+		// Read Fulcrum first and bitcoind after: if bitcoind is still in IBD
+		// then, it was when Fulcrum was read.
+		st := stats(t, s.sts)
+		closed := refused(s.admin) && refused(s.tcp) && refused(s.ssl)
+		ci := n.chainInfo(t)
+		if !ci.InitialBlockDownload {
+			return true
+		}
+		if h := indexedHeight(st); h > 0 {
+			indexedInIBD = true
+			if h > ci.Blocks {
+				t.Errorf("Fulcrum at %d, ahead of bitcoind's %d", h, ci.Blocks)
+			}
+		}
+		if sm, _ := st["Controller"].(map[string]any)["StateMachine"].(map[string]any); sm["State"] == "RetryInIBD" {
+			retryInIBD = true
+		}
+		if !closed {
+			t.Errorf("Fulcrum listens while bitcoind is in IBD (%+v)", ci)
+		}
+		closedInIBD = closedInIBD || closed
+		if st["Server Manager"] != nil {
+			t.Errorf("stats show a Server Manager during IBD: %v", st["Server Manager"])
+		}
+		return false
+	})
+	if !indexedInIBD || !retryInIBD || !closedInIBD {
+		t.Errorf("during IBD: indexed %v, RetryInIBD %v, ports closed %v; want all", indexedInIBD, retryInIBD, closedInIBD)
+	}
+	out, err := exec.Command(bin("fulcrum-2.1.1", "FulcrumAdmin"), "-p", strconv.Itoa(s.admin), "getinfo").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "connection refused") {
+		t.Errorf("FulcrumAdmin before Fulcrum is up-to-date: %v\n%s", err, out)
+	}
+
+	waitFor(t, "up-to-date", func() bool { return f.running(t) && strings.Contains(f.output(), "Block height 60, up-to-date") })
+	st := stats(t, s.sts)
+	if indexedHeight(st) != 60 || st["Server Manager"] == nil {
+		t.Errorf("stats when up-to-date: %v", st)
+	}
+	e := dialElectrum(t, fmt.Sprintf("127.0.0.1:%d", s.tcp), nil)
+	e.call(t, "server.version", "nodebake-test", "1.4")
+	res, _ := e.call(t, "blockchain.headers.subscribe")
+	var tip struct {
+		Height int    `json:"height"`
+		Hex    string `json:"hex"`
+	}
+	var best, header string
+	n.call(t, &best, "getbestblockhash")
+	n.call(t, &header, "getblockheader", best, false)
+	if json.Unmarshal(res, &tip); tip.Height != 60 || tip.Hex != header {
+		t.Errorf("blockchain.headers.subscribe %s, want height 60 and %s", res, header)
+	}
+	out, err = exec.Command(bin("fulcrum-2.1.1", "FulcrumAdmin"), "-p", strconv.Itoa(s.admin), "getinfo").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"height": 60`) {
+		t.Errorf("FulcrumAdmin getinfo: %v\n%s", err, out)
+	}
+
+	// A restart resumes from the saved height: nothing to download again.
+	f.signal(t, syscall.SIGINT)
+	if code := f.wait(t, 5*time.Second); code != 0 {
+		t.Fatalf("Fulcrum exited %d on SIGINT", code)
+	}
+	f = start(t, bin("fulcrum-2.1.1", "Fulcrum"), s.conf)
+	waitFor(t, "up-to-date again", func() bool { return f.running(t) && strings.Contains(f.output(), "Block height 60, up-to-date") })
+	if strings.Contains(f.output(), "downloading new blocks") || !strings.Contains(f.output(), "indexed height 60") {
+		t.Errorf("Fulcrum did not resume from its database:\n%s", f.output())
+	}
+}
+
+// SIGINT stops Fulcrum cleanly in the middle of indexing, and what it
+// indexed is kept.
+func TestFulcrumStopsWhileIndexing(t *testing.T) {
+	n := startBitcoind(t, "chain_length = 5000", "blocks_per_second = 5000", "headers_per_second = 5000")
+	waitFor(t, "bitcoind's blocks", func() bool { return n.chainInfo(t).Blocks >= 1000 })
+	s := newFulcrumSetup(t, n, "")
+	f := start(t, bin("fulcrum-2.1.1", "Fulcrum"), s.conf)
+	waitFor(t, "indexing", func() bool { return f.running(t) && indexedHeight(stats(t, s.sts)) >= 20 })
+	f.signal(t, syscall.SIGINT)
+	if code := f.wait(t, 5*time.Second); code != 0 || !strings.Contains(f.output(), "Shutdown complete") {
+		t.Fatalf("Fulcrum exited %d on SIGINT while indexing", code)
+	}
+	var saved struct{ Height, Format int }
+	b, _ := os.ReadFile(filepath.Join(s.dir, "fulcrum_db", "fulc2_db", "standin-db.json"))
+	if json.Unmarshal(b, &saved); saved.Height < 20 || saved.Format != 2 {
+		t.Errorf("database after SIGINT: %s", b)
+	}
+}
+
+// 2.x opens a 1.x database only with --db-upgrade; afterwards 1.x refuses
+// it.
+func TestFulcrumDatabaseFormats(t *testing.T) {
+	n := startBitcoind(t, "chain_length = 5", "blocks_per_second = 100", "headers_per_second = 100")
+	waitFor(t, "bitcoind out of IBD", func() bool { return !n.chainInfo(t).InitialBlockDownload })
+	s := newFulcrumSetup(t, n, "")
+	db := filepath.Join(s.dir, "fulcrum_db")
+	format := func(path string) int {
+		var m struct{ Format, Height int }
+		b, err := os.ReadFile(filepath.Join(db, path, "standin-db.json"))
+		if err != nil || json.Unmarshal(b, &m) != nil || m.Height != 5 {
+			return 0
+		}
+		return m.Format
+	}
+	upToDate := func(v string, args ...string) {
+		t.Helper()
+		f := start(t, bin("fulcrum-"+v, "Fulcrum"), append(args, s.conf)...)
+		waitFor(t, v+" up-to-date", func() bool { return f.running(t) && strings.Contains(f.output(), "Block height 5, up-to-date") })
+		f.signal(t, syscall.SIGINT)
+		if code := f.wait(t, 5*time.Second); code != 0 {
+			t.Fatalf("Fulcrum %s exited %d on SIGINT", v, code)
+		}
+	}
+	refuses := func(v, want string, args ...string) {
+		t.Helper()
+		f := start(t, bin("fulcrum-"+v, "Fulcrum"), append(args, s.conf)...)
+		if code := f.wait(t, 5*time.Second); code != 1 || !strings.Contains(f.output(), want) {
+			t.Errorf("Fulcrum %s %v: exit %d, want 1 and %q:\n%s", v, args, code, want, f.output())
+		}
+	}
+
+	upToDate("1.11.1")
+	if format("meta") != 1 {
+		t.Fatal("Fulcrum 1.11.1 wrote no format-1 database at height 5")
+	}
+	refuses("2.1.1", "contains an older Fulcrum 1.x database. It can be upgraded")
+	refuses("2.1.1", "Please specify CLI argument --db-upgrade")
+	if format("meta") != 1 {
+		t.Fatal("a refused 2.x start changed the 1.x database")
+	}
+	writePace(db, []string{"upgrade_countdown = 1"})
+	upToDate("2.1.1", "--db-upgrade")
+	if format("fulc2_db") != 2 || format("meta") != 0 {
+		t.Errorf("after --db-upgrade: format %d in fulc2_db, %d in meta; want 2 and none", format("fulc2_db"), format("meta"))
+	}
+	upToDate("2.1.1") // no flag needed any more
+	refuses("1.11.1", "Incompatible database format -- delete the datadir and resynch.")
+}
+
+// rss is a process's resident memory in MiB.
+func rss(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb >> 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// The stand-ins hold the memory their configuration grants: bitcoind its
+// base, dbcache and (out of IBD, not blocksonly) maxmempool; Fulcrum its
+// base, db_mem and 1.x's utxo_cache.
+func TestMemory(t *testing.T) {
+	alloc := []string{ballast.SkipEnv + "=0"}
+	expect := func(what string, p *proc, wantMiB int64) {
+		t.Helper()
+		pid := p.cmd.Process.Pid
+		waitFor(t, what+" memory", func() bool { return p.running(t) && rss(t, pid) >= wantMiB })
+		time.Sleep(500 * time.Millisecond) // anything more would come now
+		if got := rss(t, pid); p.running(t) && (got < wantMiB || got > wantMiB+40) {
+			t.Errorf("%s: resident %d MiB, want about %d MiB", what, got, wantMiB)
+		}
+	}
+	for _, c := range []struct {
+		conf string
+		want int64 // MiB
+	}{
+		{"dbcache=64\nmaxmempool=50\n", 200 + 64 + 47},          // 50 MB is 47.7 MiB
+		{"dbcache=64\nmaxmempool=50\nblocksonly=1\n", 200 + 64}, // no mempool in blocksonly mode
+	} {
+		dir := t.TempDir()
+		port := freePort(t)
+		os.WriteFile(filepath.Join(dir, "bitcoin.conf"), []byte(c.conf+fmt.Sprintf("rpcport=%d\n", port)), 0o644)
+		writePace(dir, nil)
+		p := startEnv(t, alloc, bin("bitcoin-core", "bitcoind"), "-datadir="+dir)
+		expect("bitcoind with "+strings.ReplaceAll(c.conf, "\n", " "), p, c.want)
+	}
+
+	n := startBitcoind(t)
+	s := newFulcrumSetup(t, n, "db_mem = 50\nutxo_cache = 64\n")
+	f := startEnv(t, alloc, bin("fulcrum-1.11.1", "Fulcrum"), s.conf)
+	waitFor(t, "up-to-date", func() bool { return f.running(t) && strings.Contains(f.output(), "up-to-date") })
+	expect("Fulcrum 1.11.1 with db_mem 50, utxo_cache 64", f, 400+50+61) // 64 MB is 61 MiB
 }

@@ -1,17 +1,45 @@
 // Command bitcoind is a STAND-IN for Bitcoin Core's bitcoind, built by
 // nodebake's test suite (package standin) because the test machines cannot
 // download Bitcoin Core. It is not Bitcoin Core and not for real use: it
-// has no peer-to-peer network, no wallet and no chain beyond the genesis
-// block.
+// has no peer-to-peer network, no wallet, and its chain after the real
+// genesis block is made up.
 //
-// What it does do is what an image must wire up correctly around the real
-// one: it reads -conf, -datadir and bitcoin.conf (with includeconf) by
-// bitcoind's rules; honours server, rpcbind, rpcallowip, rpcport,
-// rpccookiefile, rpccookieperms, rpcuser/rpcpassword, zmqpub* (it only
-// listens there), pid, startupnotify and shutdownnotify; writes the RPC
-// cookie with the configured permissions and removes it on shutdown; and
-// answers the JSON-RPC calls Fulcrum makes, with cookie (Basic) auth.
-// Options it does not act on are logged and ignored.
+// What it models (facts from /work/shared/reference/upstream-behaviour.md,
+// "Bitcoin Core 30.2"):
+//   - options from the command line, -conf and bitcoin.conf with
+//     includeconf as bitcoind reads them: the first value in a config file
+//     wins, includeconf must exist (src/common/args.cpp); server, rpcbind,
+//     rpcallowip, rpcport, rpccookiefile, rpccookieperms (owner, group,
+//     all; since 28.0), rpcuser/rpcpassword, zmqpub* (it listens there,
+//     and getzmqnotifications lists them), pid, startupnotify and
+//     shutdownnotify; other options are logged as ignored;
+//   - the RPC cookie written with the configured permissions and removed
+//     on shutdown; JSON-RPC 1.0 (HTTP 200, or 500 for an error, 404 for an
+//     unknown method) and 2.0 with Basic auth; help, which Fulcrum sends
+//     first on every connection, and uptime, its ping (Fulcrum's
+//     src/BitcoinD.cpp);
+//   - an initial block download (src/rpc/blockchain.cpp getblockchaininfo):
+//     headers come in first, blocks follow at a set pace, and blocks,
+//     headers, verificationprogress (0..1) and initialblockdownload move
+//     until the chain's end, where bitcoind leaves IBD for good. The
+//     progress is kept in the data directory (standin-chain.json), so a
+//     restart continues where the last run stopped. getblockhash,
+//     getblockheader and getblock answer for the chain as far as it has
+//     got, as Fulcrum reads it; a block whose header is known but not yet
+//     its data is "not available (not fully downloaded)";
+//   - memory: it holds what its configuration grants (package ballast):
+//     a 200 MiB base, dbcache (MiB, default 450 in 30.x) filling as the
+//     chain is done and full by its middle, and once out of IBD maxmempool
+//     (MB of 10^6 bytes, default 300; blocksonly keeps the mempool empty).
+//
+// The pace is set in <datadir>/standin.conf (chain_length,
+// blocks_per_second, headers_per_second; see readPace), a file only the
+// stand-in reads: the demo image's default is 3000 blocks at 35 a second.
+//
+// Left out: peers, proof of work, reorgs, transactions beyond one coinbase
+// per block, a mempool that ever holds anything, new blocks after the
+// chain's end, ZMQ messages, wallets, txindex (accepted, not checked),
+// other chains than mainnet, and daemon mode.
 package main
 
 import (
@@ -32,6 +60,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodebake/nodebake/qemu-tests/standin/internal/ballast"
 	"github.com/nodebake/nodebake/qemu-tests/standin/internal/bitcoinconf"
 )
 
@@ -39,7 +68,7 @@ import (
 // standin sets it with -ldflags "-X main.version=...".
 var version = "30.2"
 
-const standIn = "STAND-IN: this is not Bitcoin Core. It is a test program built by nodebake's test suite that answers a few RPC calls about the genesis block; not for real use."
+const standIn = "STAND-IN: this is not Bitcoin Core. It is a test program built by nodebake's test suite that plays an initial block download of a made-up chain; not for real use."
 
 // honoured are the options the stand-in acts on; others are logged as ignored.
 var honoured = map[string]bool{
@@ -47,6 +76,7 @@ var honoured = map[string]bool{
 	"rpcport": true, "rpccookiefile": true, "rpccookieperms": true, "rpcuser": true, "rpcpassword": true,
 	"pid": true, "startupnotify": true, "shutdownnotify": true, "daemon": true, "chain": true,
 	"testnet": true, "testnet4": true, "regtest": true, "signet": true, "printtoconsole": true,
+	"dbcache": true, "maxmempool": true, "blocksonly": true,
 }
 
 func main() {
@@ -105,7 +135,25 @@ func run(args []string) int {
 		}
 	}
 
-	n := &node{version: version, started: time.Now(), stopped: make(chan struct{})}
+	mem, err := memoryOptions(s)
+	if err != nil {
+		return fail("%v", err)
+	}
+	p, err := readPace(s.DataDir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	d, err := loadIBD(s.DataDir, p, mem)
+	if err != nil {
+		return fail("%v", err)
+	}
+	blocks, headers, inIBD := d.tip()
+	logf("Stand-in chain: %d of %d blocks, %d headers, initial block download %v; pace %g blocks/s, %g headers/s (%s)",
+		blocks, d.st.Length, headers, inIBD, p.blocksPerSecond, p.headersPerSecond, filepath.Join(s.DataDir, PaceFile))
+	logf("Cache configuration: dbcache %d MiB, maxmempool %d MB, blocksonly %v; stand-in memory held: %d MiB%s",
+		mem.dbcache>>20, mem.maxmempool/1e6, mem.blocksonly, d.ballast.Held()>>20, map[bool]string{true: " (not allocated: " + ballast.SkipEnv + "=1)"}[d.ballast.Skipped()])
+
+	n := &node{version: version, started: time.Now(), ibd: d, stopped: make(chan struct{})}
 	var cleanups []func()
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -151,12 +199,24 @@ func run(args []string) int {
 		go runNotify(cmd) // bitcoind does not wait for it either
 	}
 	logf("init message: Done loading")
+	stopIBD := make(chan struct{})
+	ibdFailed := make(chan error, 1)
+	go d.run(stopIBD, ibdFailed)
 
+	status := 0
 	select {
 	case got := <-sig:
 		logf("Shutdown: caught signal %v", got)
 	case <-n.stopped:
 		logf("Shutdown: requested over RPC")
+	case err := <-ibdFailed:
+		logf("Error: %v", err)
+		status = 1
+	}
+	close(stopIBD)
+	if err := d.save(); err != nil {
+		logf("Error: %v", err)
+		status = 1
 	}
 	for _, cmd := range s.All("shutdownnotify") {
 		runNotify(cmd)
@@ -171,7 +231,39 @@ func run(args []string) int {
 	}
 	cleanups = nil
 	logf("Shutdown: done")
-	return 0
+	return status
+}
+
+// memoryOptions reads dbcache, maxmempool and blocksonly as Bitcoin Core
+// 30.x does: integers read leniently (leading digits, else 0), dbcache at
+// least 4 MiB, and maxmempool 5 MB by default in blocksonly mode.
+func memoryOptions(s *bitcoinconf.Settings) (memory, error) {
+	blocksonly, err := s.Bool("blocksonly", false)
+	if err != nil {
+		return memory{}, err
+	}
+	dbcache := max(intArg(s.GetDefault("dbcache", "450")), 4)
+	mempoolDefault := "300"
+	if blocksonly {
+		mempoolDefault = "5"
+	}
+	mempool := max(intArg(s.GetDefault("maxmempool", mempoolDefault)), 0)
+	return memory{dbcache: dbcache << 20, maxmempool: mempool * 1_000_000, blocksonly: blocksonly}, nil
+}
+
+// intArg reads an integer option as bitcoind's LocaleIndependentAtoi: a
+// leading integer, or 0.
+func intArg(v string) int64 {
+	v = strings.TrimSpace(v)
+	end := 0
+	for end < len(v) && (v[end] >= '0' && v[end] <= '9' || end == 0 && (v[end] == '-' || v[end] == '+')) {
+		end++
+	}
+	n, err := strconv.ParseInt(v[:end], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // checkChain refuses other chains than mainnet: the stand-in knows only

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ type rpcError struct {
 type node struct {
 	version  string // e.g. "30.2"
 	started  time.Time
+	ibd      *ibd
 	authUser string
 	authPass string
 	allowed  []*net.IPNet // besides loopback
@@ -57,8 +59,8 @@ type method struct {
 var methods = map[string]method{
 	"getblockchaininfo":   {nil, (*node).getBlockchainInfo},
 	"getnetworkinfo":      {nil, (*node).getNetworkInfo},
-	"getblockcount":       {nil, func(*node, params) (any, *rpcError) { return 0, nil }},
-	"getbestblockhash":    {nil, func(*node, params) (any, *rpcError) { return genesis.hash, nil }},
+	"getblockcount":       {nil, (*node).getBlockCount},
+	"getbestblockhash":    {nil, (*node).getBestBlockHash},
 	"getblockhash":        {[]string{"height"}, (*node).getBlockHash},
 	"getblockheader":      {[]string{"blockhash", "verbose"}, (*node).getBlockHeader},
 	"getblock":            {[]string{"blockhash", "verbosity"}, (*node).getBlock},
@@ -67,6 +69,7 @@ var methods = map[string]method{
 	"getzmqnotifications": {nil, func(n *node, _ params) (any, *rpcError) { return n.zmq, nil }},
 	"uptime":              {nil, func(n *node, _ params) (any, *rpcError) { return int(time.Since(n.started).Seconds()), nil }},
 	"stop":                {[]string{"wait"}, (*node).stop},
+	"help":                {[]string{"command"}, (*node).help},
 }
 
 // params are a call's positional parameters (named ones are put in place).
@@ -256,23 +259,35 @@ func (n *node) authorized(r *http.Request) bool {
 // --- the calls ---
 
 func (n *node) getBlockchainInfo(params) (any, *rpcError) {
+	blocks, headers, inIBD := n.ibd.tip()
+	tip := n.ibd.chain.at(blocks)
 	return map[string]any{
 		"chain":                "main",
-		"blocks":               0,
-		"headers":              0,
-		"bestblockhash":        genesis.hash,
-		"bits":                 fmt.Sprintf("%08x", genesis.bits),
+		"blocks":               blocks,
+		"headers":              headers,
+		"bestblockhash":        tip.hash,
+		"bits":                 fmt.Sprintf("%08x", tip.bits()),
 		"target":               genesisTarget,
 		"difficulty":           1,
-		"time":                 genesis.time,
-		"mediantime":           genesis.time,
-		"verificationprogress": 1,
-		"initialblockdownload": false,
-		"chainwork":            genesisChainwork,
-		"size_on_disk":         genesisSize,
+		"time":                 tip.time(),
+		"mediantime":           n.ibd.chain.medianTime(blocks),
+		"verificationprogress": n.ibd.progress(blocks),
+		"initialblockdownload": inIBD,
+		"chainwork":            chainwork(blocks),
+		"size_on_disk":         (blocks + 1) * 300, // about the made-up blocks' size, with their undo data
 		"pruned":               false,
 		"warnings":             []string{"This is a stand-in bitcoind, not Bitcoin Core: not for real use"},
 	}, nil
+}
+
+func (n *node) getBlockCount(params) (any, *rpcError) {
+	blocks, _, _ := n.ibd.tip()
+	return blocks, nil
+}
+
+func (n *node) getBestBlockHash(params) (any, *rpcError) {
+	blocks, _, _ := n.ibd.tip()
+	return n.ibd.chain.at(blocks).hash, nil
 }
 
 func (n *node) getNetworkInfo(params) (any, *rpcError) {
@@ -305,35 +320,38 @@ func (n *node) getBlockHash(p params) (any, *rpcError) {
 	if err := json.Unmarshal(p[0], &h); err != nil {
 		return nil, &rpcError{codeInvalidParam, "JSON value of type " + jsonType(p[0]) + " is not of expected type number"}
 	}
-	if h != 0 {
+	if blocks, _, _ := n.ibd.tip(); h < 0 || h > int64(blocks) {
 		return nil, &rpcError{codeInvalidParam, "Block height out of range"}
 	}
-	return genesis.hash, nil
+	return n.ibd.chain.at(int(h)).hash, nil
 }
 
-// block checks a blockhash parameter; only the genesis block exists.
-func block(p params) *rpcError {
+// block finds the block a blockhash parameter names: one bitcoind has at
+// least the header of.
+func (n *node) block(p params) (int, *rpcError) {
 	if !p.has(0) {
-		return &rpcError{codeMisc, "missing blockhash"}
+		return 0, &rpcError{codeMisc, "missing blockhash"}
 	}
 	var h string
 	if err := json.Unmarshal(p[0], &h); err != nil {
-		return &rpcError{codeInvalidParam, "JSON value of type " + jsonType(p[0]) + " is not of expected type string"}
+		return 0, &rpcError{codeInvalidParam, "JSON value of type " + jsonType(p[0]) + " is not of expected type string"}
 	}
 	if len(h) != 64 {
-		return &rpcError{codeInvalidParam, fmt.Sprintf("blockhash must be of length 64 (not %d, for '%s')", len(h), h)}
+		return 0, &rpcError{codeInvalidParam, fmt.Sprintf("blockhash must be of length 64 (not %d, for '%s')", len(h), h)}
 	}
 	if strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
-		return &rpcError{codeInvalidParam, fmt.Sprintf("blockhash must be hexadecimal string (not '%s')", h)}
+		return 0, &rpcError{codeInvalidParam, fmt.Sprintf("blockhash must be hexadecimal string (not '%s')", h)}
 	}
-	if !strings.EqualFold(h, genesis.hash) {
-		return &rpcError{codeInvalidAddr, "Block not found"}
+	height, ok := n.ibd.chain.find(strings.ToLower(h))
+	if _, headers, _ := n.ibd.tip(); !ok || height > headers {
+		return 0, &rpcError{codeInvalidAddr, "Block not found"}
 	}
-	return nil
+	return height, nil
 }
 
 func (n *node) getBlockHeader(p params) (any, *rpcError) {
-	if err := block(p); err != nil {
+	h, err := n.block(p)
+	if err != nil {
 		return nil, err
 	}
 	verbose := true
@@ -341,13 +359,15 @@ func (n *node) getBlockHeader(p params) (any, *rpcError) {
 		return nil, &rpcError{codeInvalidParam, "verbose must be a boolean"}
 	}
 	if !verbose {
-		return genesisHeaderHex, nil
+		return hex.EncodeToString(n.ibd.chain.at(h).header), nil
 	}
-	return headerJSON(), nil
+	blocks, _, _ := n.ibd.tip()
+	return n.ibd.chain.headerJSON(h, blocks), nil
 }
 
 func (n *node) getBlock(p params) (any, *rpcError) {
-	if err := block(p); err != nil {
+	h, err := n.block(p)
+	if err != nil {
 		return nil, err
 	}
 	verbosity := 1
@@ -359,16 +379,21 @@ func (n *node) getBlock(p params) (any, *rpcError) {
 			return nil, &rpcError{codeInvalidParam, "verbosity must be a number or a boolean"}
 		}
 	}
+	blocks, _, _ := n.ibd.tip()
+	if h > blocks {
+		return nil, &rpcError{codeMisc, "Block not available (not fully downloaded)"}
+	}
+	b := n.ibd.chain.at(h)
 	switch verbosity {
 	case 0:
-		return genesisBlockHex, nil
+		return hex.EncodeToString(b.raw()), nil
 	case 1:
-		b := headerJSON()
-		b["size"] = genesisSize
-		b["strippedsize"] = genesisSize
-		b["weight"] = 4 * genesisSize
-		b["tx"] = []string{genesisTxID}
-		return b, nil
+		m := n.ibd.chain.headerJSON(h, blocks)
+		m["size"] = b.size()
+		m["strippedsize"] = b.size()
+		m["weight"] = 4 * b.size()
+		m["tx"] = []string{b.txid}
+		return m, nil
 	}
 	return nil, &rpcError{codeInvalidParam, fmt.Sprintf("verbosity %d: the stand-in bitcoind answers verbosity 0 and 1 only", verbosity)}
 }
@@ -399,13 +424,58 @@ func (n *node) getMempoolInfo(params) (any, *rpcError) {
 		"bytes":               0,
 		"usage":               0,
 		"total_fee":           0,
-		"maxmempool":          300000000,
+		"maxmempool":          n.ibd.mem.maxmempool,
 		"mempoolminfee":       0.00001,
 		"minrelaytxfee":       0.00001,
 		"incrementalrelayfee": 0.00001,
 		"unbroadcastcount":    0,
 		"fullrbf":             true,
 	}, nil
+}
+
+// helpText is what help without a command lists: the calls the stand-in
+// answers, in bitcoind's format.
+const helpText = `== Blockchain ==
+getbestblockhash
+getblock "blockhash" ( verbosity )
+getblockchaininfo
+getblockcount
+getblockhash height
+getblockheader "blockhash" ( verbose )
+getmempoolinfo
+getrawmempool ( verbose mempool_sequence )
+
+== Control ==
+help ( "command" )
+stop
+uptime
+
+== Network ==
+getnetworkinfo
+
+== Zmq ==
+getzmqnotifications`
+
+// help answers as bitcoind does; Fulcrum sends help ["help"] as its first
+// request on every connection and counts the connection as up only after
+// a good answer to it.
+func (n *node) help(p params) (any, *rpcError) {
+	var cmd string
+	if p.has(0) && json.Unmarshal(p[0], &cmd) != nil {
+		return nil, &rpcError{codeInvalidParam, "JSON value of type " + jsonType(p[0]) + " is not of expected type string"}
+	}
+	switch {
+	case cmd == "":
+		return helpText, nil
+	case cmd == "help":
+		return "help ( \"command\" )\n\nList all commands, or get help for a specified command.\n\nArguments:\n1. command    (string, optional, default=all commands) The command to get help on\n\nResult:\n\"str\"    (string) The help text\n", nil
+	}
+	for _, line := range strings.Split(helpText, "\n") {
+		if name, _, _ := strings.Cut(line, " "); name == cmd {
+			return line + "\n\n(stand-in: no more help than this)\n", nil
+		}
+	}
+	return "help: unknown command: " + cmd, nil
 }
 
 func (n *node) stop(params) (any, *rpcError) {

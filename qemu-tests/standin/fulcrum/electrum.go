@@ -137,7 +137,7 @@ func errorReply(id json.RawMessage, e *rpcErr) map[string]any {
 }
 
 func (s *session) call(method string, params []json.RawMessage, raw json.RawMessage) (any, *rpcErr) {
-	d := s.f.daemon()
+	d, st := s.f.daemon(), s.f.db.state()
 	switch method {
 	case "server.version":
 		return s.version(params, raw)
@@ -145,7 +145,7 @@ func (s *session) call(method string, params []json.RawMessage, raw json.RawMess
 		return s.f.banner(d), nil
 	case "server.features":
 		return map[string]any{
-			"genesis_hash":   d.genesis,
+			"genesis_hash":   st.Genesis,
 			"hash_function":  "sha256",
 			"hosts":          map[string]any{},
 			"protocol_min":   protocolMin,
@@ -160,7 +160,7 @@ func (s *session) call(method string, params []json.RawMessage, raw json.RawMess
 	case "server.peers.subscribe":
 		return []any{}, nil
 	case "blockchain.headers.subscribe":
-		return map[string]any{"height": d.height, "hex": d.headerHex}, nil
+		return map[string]any{"height": st.Height, "hex": st.TipHeader}, nil
 	case "blockchain.relayfee":
 		return d.relayfee, nil
 	}
@@ -220,7 +220,7 @@ func (s *session) adminCall(method string) (any, *rpcErr) {
 		s.stopAfterReply = true
 		return true, nil
 	case "getinfo":
-		return s.f.stats(), nil
+		return s.f.getinfo(), nil
 	}
 	return nil, &rpcErr{Code: codeMethodNotFound, Message: "Unknown method (the stand-in's admin port knows stop and getinfo)"}
 }
