@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/dataformat"
 	"github.com/nodebake/nodebake/internal/firstboot"
 	"github.com/nodebake/nodebake/internal/health"
 )
@@ -24,7 +25,9 @@ func assessCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("nodectl assess", flag.ContinueOnError)
 	wait := fs.Duration("wait", 0, "keep checking the services until they answer or this much time has passed (e.g. 10m)")
 	report := fs.String("report", firstboot.ReportPath, "the first-boot agent's report")
+	upgradeWait := fs.Duration("upgrade-wait", 0, "the wait instead, while a data upgrade is under way (Fulcrum's --db-upgrade can take an hour)")
 	manifest := fs.String("manifest", contract.ManifestPath, "the image's manifest (which services it has)")
+	formats := fs.String("formats", contract.DataFormatsPath, "the record of the data formats on /data")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,14 +46,33 @@ func assessCmd(args []string, stdout io.Writer) error {
 		return nil
 	}
 	ctx := context.Background()
-	if *wait > 0 {
+	if w := assessWait(*wait, *upgradeWait, *formats, stdout); w > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *wait)
+		ctx, cancel = context.WithTimeout(ctx, w)
 		defer cancel()
 	}
 	r, err := awaitServices(ctx, health.Default(), kinds, 5*time.Second)
 	fmt.Fprint(stdout, describe(r, kinds))
 	return err
+}
+
+// assessWait is how long the services get to answer: wait, or upgradeWait
+// while an upgrade of the data is under way. Fulcrum upgrading a real 1.x
+// database takes up to an hour, ignores signals meanwhile and leaves the
+// database corrupt if killed, so a boot that upgrades must not be judged
+// (and rebooted) on the usual ten minutes.
+func assessWait(wait, upgradeWait time.Duration, formats string, stdout io.Writer) time.Duration {
+	if upgradeWait <= wait {
+		return wait
+	}
+	rec, err := dataformat.Load(formats)
+	if err != nil || len(rec.Upgrades) == 0 {
+		return wait
+	}
+	for kind, u := range rec.Upgrades {
+		fmt.Fprintf(stdout, "data:       %s upgrades from format %d to %d: waiting up to %s\n", kind, u.From, u.To, upgradeWait)
+	}
+	return upgradeWait
 }
 
 // firstBootSucceeded reads this boot's report of the first-boot agent.

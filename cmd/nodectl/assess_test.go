@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/dataformat"
 	"github.com/nodebake/nodebake/internal/firstboot"
 	"github.com/nodebake/nodebake/internal/health"
 )
@@ -126,5 +127,33 @@ func TestStatusJSON(t *testing.T) {
 	}
 	if text := mustRun(t, "status", "-report", writeReport(t, rep)); !strings.Contains(text, rep.ConfigWarnings[0]) || !strings.Contains(text, "Plan:") {
 		t.Errorf("status:\n%s", text)
+	}
+}
+
+// A boot that upgrades its data gets the long wait: killing Fulcrum in the
+// middle of --db-upgrade would corrupt the database.
+func TestAssessWaitDuringUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "data-formats.json")
+	var out strings.Builder
+	if got := assessWait(10*time.Minute, 3*time.Hour, path, &out); got != 10*time.Minute {
+		t.Errorf("no record: wait %s, want 10m", got)
+	}
+	rec := &dataformat.Record{Formats: map[string]int{"fulcrum-db": 2}}
+	if err := rec.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := assessWait(10*time.Minute, 3*time.Hour, path, &out); got != 10*time.Minute {
+		t.Errorf("no upgrade under way: wait %s, want 10m", got)
+	}
+	rec.Upgrades = map[string]dataformat.Upgrade{"fulcrum-db": {From: 1, To: 2, Version: "0.2.0"}}
+	if err := rec.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := assessWait(10*time.Minute, 3*time.Hour, path, &out); got != 3*time.Hour {
+		t.Errorf("upgrade under way: wait %s, want 3h", got)
+	}
+	if !strings.Contains(out.String(), "fulcrum-db upgrades from format 1 to 2: waiting up to 3h0m0s") {
+		t.Errorf("output %q does not say why it waits longer", out.String())
 	}
 }
