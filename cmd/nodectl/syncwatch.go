@@ -45,12 +45,11 @@ func syncWatchCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "waiting for bitcoind's initial block download: %s\n", r.Bitcoind.Detail)
 		time.Sleep(*every)
 	}
-	stamp := time.Now().UTC().Format(time.RFC3339) + "\n"
-	if err := atomicfile.Write(firstboot.SyncedMarker, []byte(stamp), 0o644); err != nil {
-		return err
-	}
+	// The marker comes last: the unit runs until it exists, so a run cut
+	// short (the service stopped, a crash) is done again from the start,
+	// and every step before it can be repeated.
 	fmt.Fprintln(stdout, "bitcoind is synced: lowering dbcache, turning the mempool on, restarting bitcoind once")
-	r, err := firstboot.Run(firstboot.Config{Root: "/", Owners: firstboot.SystemOwners(), Log: stdout})
+	r, err := firstboot.Run(firstboot.Config{Root: "/", Owners: firstboot.SystemOwners(), Log: stdout, Synced: true})
 	if err != nil {
 		return err
 	}
@@ -61,12 +60,12 @@ func syncWatchCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(kinds, contract.Fulcrum) || !r.FulcrumMayStart {
-		return nil
+	if slices.Contains(kinds, contract.Fulcrum) && r.FulcrumMayStart {
+		fmt.Fprintln(stdout, "starting Fulcrum, which waited for bitcoind's initial sync")
+		if out, err := exec.Command("systemctl", "start", "fulcrum.service").CombinedOutput(); err != nil {
+			return fmt.Errorf("start fulcrum: %v: %s (see `journalctl -u fulcrum`; `sudo systemctl start fulcrum` retries)", err, out)
+		}
 	}
-	fmt.Fprintln(stdout, "starting Fulcrum, which waited for bitcoind's initial sync")
-	if out, err := exec.Command("systemctl", "start", "fulcrum.service").CombinedOutput(); err != nil {
-		return fmt.Errorf("start fulcrum: %v: %s (see `journalctl -u fulcrum`; `sudo systemctl start fulcrum` retries)", err, out)
-	}
-	return nil
+	stamp := time.Now().UTC().Format(time.RFC3339) + "\n"
+	return atomicfile.Write(firstboot.SyncedMarker, []byte(stamp), 0o644)
 }

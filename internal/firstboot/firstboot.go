@@ -48,6 +48,10 @@ type Config struct {
 	// Passwords sets the one-time console password of an admin without
 	// SSH keys; nil leaves passwords alone.
 	Passwords Passwords
+	// Synced says bitcoind has left its initial block download, before
+	// SyncedMarker records it: sync-watch renders the synced phase first
+	// and writes the marker last, so that a run cut short is redone.
+	Synced bool
 }
 
 // step is one job: it returns what it looked after, and an error that says
@@ -87,7 +91,7 @@ func newAgent(c Config) *agent {
 	hw, err := DetectHardware(c.Root)
 	a.hwErr = err
 	a.settings = Size(hw, fv)
-	a.synced = a.exists(SyncedMarker)
+	a.synced = c.Synced || a.exists(SyncedMarker)
 	a.mayStart = a.synced || !a.settings.Plan.FulcrumWaits
 	for _, u := range []string{"admin", "bitcoin", "fulcrum"} {
 		a.users[u], a.userErrs[u] = lookupUser(c.Root, u)

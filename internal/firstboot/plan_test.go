@@ -1,6 +1,7 @@
 package firstboot
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,28 @@ func TestRunReportsOverrideWarnings(t *testing.T) {
 	var text strings.Builder
 	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "WARNING:") || !strings.Contains(text.String(), want) {
 		t.Errorf("status text lacks the warning (%v):\n%s", err, text.String())
+	}
+}
+
+// TestRunSyncedBeforeMarker: sync-watch renders the synced phase before it
+// writes the marker (so a run cut short is redone); Config.Synced gives
+// the same configuration and flag as the marker does.
+func TestRunSyncedBeforeMarker(t *testing.T) {
+	r := newTestRoot(t, memOf(4), 2, "2.1.1")
+	c := r.config()
+	c.Synced = true
+	rep, err := Run(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.snapshot()[SyncedMarker]; ok {
+		t.Errorf("Run wrote %s; only sync-watch writes it, last", SyncedMarker)
+	}
+	if !rep.FulcrumMayStart || !strings.Contains(r.read(FulcrumMayStart), "bitcoind has synced") {
+		t.Errorf("synced: want Fulcrum allowed to start, got %v, %q", rep.FulcrumMayStart, r.read(FulcrumMayStart))
+	}
+	want := "dbcache=" + strconv.Itoa(rep.Settings.Bitcoind.DBCacheSynced)
+	if !hasLine([]byte(r.read(BitcoinConf)), want) {
+		t.Errorf("bitcoin.conf lacks %q:\n%s", want, r.read(BitcoinConf))
 	}
 }
