@@ -44,7 +44,7 @@ func TestFulcrumUpgrade(t *testing.T) {
 	const up1, up2 = "1.0.0", "2.0.0"
 	dir := filepath.Join(work, "upgrade")
 	key := filepath.Join(dir, "keys", "update")
-	if out, err := exec.Command(nodebakeBin, "keygen", "-o", key).CombinedOutput(); err != nil {
+	if out, err := nodebake("keygen", "-o", key); err != nil {
 		t.Fatalf("nodebake keygen: %v\n%s", err, out)
 	}
 	pub, err := ota.LoadPublicKey(key + ".pub")
@@ -83,16 +83,16 @@ func TestFulcrumUpgrade(t *testing.T) {
 		}
 		images[v] = filepath.Join(dir, n+"-"+v+".img")
 		start := time.Now()
-		if out, err := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", images[v], "--src", "..").CombinedOutput(); err != nil {
+		if out, err := nodebake("build", "-q", "-f", specFile, "-o", images[v], "--src", ".."); err != nil {
 			t.Fatalf("nodebake build %s: %v\n%s", v, err, out)
 		}
 		t.Logf("built %s in %v", v, time.Since(start).Round(time.Second))
 	}
-	if out, err := exec.Command(nodebakeBin, "bundle", "-q", "-k", key, "-o", bundle, images[up2]).CombinedOutput(); err != nil {
+	if out, err := nodebake("bundle", "-q", "-k", key, "-o", bundle, images[up2]); err != nil {
 		t.Fatalf("nodebake bundle: %v\n%s", err, out)
 	}
 	ref := strings.Replace(source, updateHost, fmt.Sprintf("127.0.0.1:%d", port), 1)
-	if out, err := exec.Command(nodebakeBin, "publish", "-q", "-k", key, bundle, ref).CombinedOutput(); err != nil {
+	if out, err := nodebake("publish", "-q", "-k", key, bundle, ref); err != nil {
 		t.Fatalf("nodebake publish: %v\n%s", err, out)
 	}
 
@@ -142,7 +142,7 @@ func TestFulcrumUpgrade(t *testing.T) {
 	l.waitFor("bitcoind out of IBD", `bitcoin-cli -datadir=/data/bitcoin getblockchaininfo | grep -q '"initialblockdownload": false'`, 8*time.Minute,
 		"bitcoin-cli -datadir=/data/bitcoin getblockchaininfo")
 	// nodebake-sync-watch asks bitcoind every 5 minutes; restart it to ask now.
-	d.sh("sudo systemctl restart nodebake-sync-watch")
+	pokeSyncWatch(l)
 	fulcrumServes("1.11.1")
 	if f := format(dbFormat1); f != "1" {
 		t.Fatalf("database marker %s: format %q, want 1", dbFormat1, f)

@@ -97,6 +97,15 @@ func (l *lifeVM) report() firstboot.Report {
 	return r
 }
 
+// pokeSyncWatch makes nodebake-sync-watch ask bitcoind now rather than
+// at its next 5-minute tick, unless it has found bitcoind synced already:
+// a restart in the middle of its work leaves Fulcrum unstarted on this
+// boot, because it writes its marker (its unit's condition) first.
+func pokeSyncWatch(l *lifeVM) {
+	l.tb.Helper()
+	l.sh("sudo journalctl --no-pager -u nodebake-sync-watch | grep -q 'bitcoind is synced' || sudo systemctl restart nodebake-sync-watch")
+}
+
 // The phases as the memory budget names them, and as logged.
 var lifePhases = []struct{ label, budget string }{
 	{"IBD", firstboot.PhaseIBD},
@@ -181,7 +190,7 @@ func lifecycle(tb testing.TB, mem int) []phasePeak {
 	before := l.sh("systemctl show -P InvocationID bitcoind")
 	// nodebake-sync-watch asks bitcoind every 5 minutes; restarting it
 	// asks at once (what it does next is its own).
-	l.sh("sudo systemctl restart nodebake-sync-watch")
+	pokeSyncWatch(l)
 	l.waitFor("sync-watch: marker, bitcoind restarted, Fulcrum started", "test -e "+firstboot.SyncedMarker+" && systemctl is-active -q fulcrum", 4*time.Minute,
 		"sudo journalctl --no-pager -u nodebake-sync-watch -u fulcrum | tail -30")
 	if after := l.sh("systemctl show -P InvocationID bitcoind"); after == before {
