@@ -521,3 +521,8 @@ func BenchmarkOTA(b *testing.B) {
 		b.ReportMetric(blessed.Seconds(), "s-reboot-to-blessed")
 	}
 }
+
+// nodebake runs the nodebake binary the tests built with args.
+func nodebake(args ...string) ([]byte, error) {
+	return exec.Command(nodebakeBin, args...).CombinedOutput()
+}
