@@ -188,7 +188,7 @@ func lifecycle(tb testing.TB, mem int) []phasePeak {
 	l.waitFor("bitcoind out of IBD", `bitcoin-cli -datadir=/data/bitcoin getblockchaininfo | grep -q '"initialblockdownload": false'`, 6*time.Minute,
 		"bitcoin-cli -datadir=/data/bitcoin getblockchaininfo")
 	before := l.sh("systemctl show -P InvocationID bitcoind")
-	// nodebake-sync-watch asks bitcoind every 5 minutes; restarting it
+	// nodebake-sync-watch asks bitcoind every 30 seconds; restarting it
 	// asks at once (what it does next is its own).
 	pokeSyncWatch(l)
 	l.waitFor("sync-watch: marker, bitcoind restarted, Fulcrum started", "test -e "+firstboot.SyncedMarker+" && systemctl is-active -q fulcrum", 4*time.Minute,

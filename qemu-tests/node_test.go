@@ -41,13 +41,15 @@ func TestNode(t *testing.T) {
 		fwd = append(fwd, qemu.Forward{HostPort: p, GuestPort: guest})
 	}
 	g := boot(t, image, qemu.Options{Snapshot: true, Forwards: fwd})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// At 2 GiB Fulcrum waits for the stand-in bitcoind's initial sync
+	// (about 90 s), then indexes; Electrum opens once it is up to date.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	t.Run("installed and running", func(t *testing.T) {
 		g.run(t, "ls -l /usr/local/bin/bitcoind /usr/local/bin/bitcoin-cli /usr/local/bin/Fulcrum /usr/local/bin/FulcrumAdmin")
 		for _, unit := range []string{"bitcoind", "fulcrum"} {
-			if state := g.run(t, "for i in $(seq 90); do systemctl is-active -q "+unit+" && break; sleep 2; done; systemctl is-active "+unit); state != "active" {
+			if state := g.run(t, "for i in $(seq 300); do systemctl is-active -q "+unit+" && break; sleep 2; done; systemctl is-active "+unit); state != "active" {
 				t.Fatalf("%s is %s:\n%s", unit, state, g.run(t, "sudo journalctl -b -u "+unit+" --no-pager | tail -30"))
 			}
 		}
@@ -213,7 +215,8 @@ func TestFulcrum1x(t *testing.T) {
 	if conf := g.run(t, "sudo cat /data/fulcrum/fulcrum.conf"); !regexp.MustCompile(`(?m)^utxo_cache = \d+$`).MatchString(conf) {
 		t.Errorf("fulcrum.conf for 1.x has no utxo_cache:\n%s", conf)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// 4 GiB with Fulcrum 1.x: Fulcrum waits for bitcoind's initial sync.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", port), nil)
 	if server, _, err := c.ServerVersion(ctx, "nodebake-test", "1.4"); err != nil || !strings.Contains(server, "1.11.1") {
