@@ -98,9 +98,8 @@ func (l *lifeVM) report() firstboot.Report {
 }
 
 // pokeSyncWatch makes nodebake-sync-watch ask bitcoind now rather than
-// at its next 5-minute tick, unless it has found bitcoind synced already:
-// a restart in the middle of its work leaves Fulcrum unstarted on this
-// boot, because it writes its marker (its unit's condition) first.
+// at its next tick, unless it has found bitcoind synced already (a restart
+// in the middle of its work would make it do that work again).
 func pokeSyncWatch(l *lifeVM) {
 	l.tb.Helper()
 	l.sh("sudo journalctl --no-pager -u nodebake-sync-watch | grep -q 'bitcoind is synced' || sudo systemctl restart nodebake-sync-watch")
