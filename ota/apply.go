@@ -41,7 +41,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	slot := Other(t.Active)
 	m := &b.Manifest
 
-	entries, err := ReadEntries(t.ESP)
+	entries, err := tidyEntries(t.ESP)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 		return err
 	}
 	if active.State() == Standby {
-		if _, err := renameEntry(t.ESP, active, -1, 0); err != nil {
+		if _, err := moveEntry(t.ESP, active, -1, 0); err != nil {
 			return err
 		}
 	}
