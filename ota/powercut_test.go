@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/disk"
 	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 )
@@ -36,14 +41,14 @@ func (o espOp) String() string {
 	return o.kind + " " + o.name
 }
 
-// recordingESP passes every call to an ESPDir and records the changes.
+// recordingESP passes every call to an ESP and records the changes.
 type recordingESP struct {
-	ota.ESPDir
+	ota.ESP
 	ops *[]espOp
 }
 
 func (r recordingESP) Create(name string) (io.WriteCloser, error) {
-	w, err := r.ESPDir.Create(name)
+	w, err := r.ESP.Create(name)
 	if err != nil {
 		return nil, err
 	}
@@ -52,14 +57,14 @@ func (r recordingESP) Create(name string) (io.WriteCloser, error) {
 
 func (r recordingESP) Rename(oldname, newname string) error {
 	*r.ops = append(*r.ops, espOp{kind: "rename", name: oldname, to: newname})
-	return r.ESPDir.Rename(oldname, newname)
+	return r.ESP.Rename(oldname, newname)
 }
 
 func (r recordingESP) Remove(name string) error {
-	if _, err := os.Stat(filepath.Join(string(r.ESPDir), name)); err == nil {
+	if names, err := r.ReadDir(path.Dir(name)); err == nil && slices.Contains(names, path.Base(name)) {
 		*r.ops = append(*r.ops, espOp{kind: "remove", name: name})
 	}
-	return r.ESPDir.Remove(name)
+	return r.ESP.Remove(name)
 }
 
 type recordingWriter struct {
@@ -91,41 +96,94 @@ const (
 	lost
 )
 
-// replay applies ops to a copy of the ESP in dir, the last one only as
-// far as c says.
-func replay(t *testing.T, dir string, ops []espOp, last *espOp, c cut) ota.ESPDir {
+// medium is what the ESPs of a test live on: a folder, or a FAT
+// filesystem written by go-diskfs.
+type medium interface {
+	empty(t *testing.T) ota.ESP
+	clone(t *testing.T, esp ota.ESP) ota.ESP
+}
+
+type dirMedium struct{}
+
+func (dirMedium) empty(t *testing.T) ota.ESP { return ota.ESPDir(t.TempDir()) }
+func (dirMedium) clone(t *testing.T, esp ota.ESP) ota.ESP {
+	return copyESP(t, esp.(ota.ESPDir))
+}
+
+// fatMedium is a FAT32 partition file: the ESP of a test image, emptied.
+type fatMedium struct{ blank []byte }
+
+func newFATMedium(t *testing.T) fatMedium {
+	img := buildImage(t, "1.0.0")
+	info, err := disk.Inspect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := part(t, info, contract.ESP)
+	m := fatMedium{blank: readRegion(t, img, p.Start, p.Size)}
+	esp := m.open(t, m.blank)
+	for _, dir := range []string{contract.EntriesDir, contract.SlotDir("a")} {
+		names, err := esp.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if err := esp.Remove(dir + "/" + n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m.blank = readFile(t, esp.f.Name())
+	return m
+}
+
+func (m fatMedium) open(t *testing.T, content []byte) *fatESP {
+	name := filepath.Join(t.TempDir(), "esp.img")
+	if err := os.WriteFile(name, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fs, err := fat32.Read(file.New(f, false), int64(len(content)), 0, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fatESP{f: f, fs: fs}
+}
+
+func (m fatMedium) empty(t *testing.T) ota.ESP { return m.open(t, m.blank) }
+func (m fatMedium) clone(t *testing.T, esp ota.ESP) ota.ESP {
+	return m.open(t, readFile(t, esp.(*fatESP).f.Name()))
+}
+
+// replay applies ops to a copy of the ESP start, the last one only as far
+// as c says.
+func replay(t *testing.T, m medium, start ota.ESP, ops []espOp, last *espOp, c cut) ota.ESP {
 	t.Helper()
-	esp := copyESP(t, ota.ESPDir(dir))
+	esp := m.clone(t, start)
 	apply := func(o espOp, c cut) {
-		whole := c == before
-		p := filepath.Join(string(esp), o.name)
 		var err error
-		switch o.kind {
-		case "create":
+		switch {
+		case o.kind == "create":
 			data := o.data
-			if !whole {
+			if c == half {
 				data = data[:len(data)/2]
 			}
-			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-				err = os.WriteFile(p, data, 0o644)
-			}
-		case "rename":
-			if whole {
-				err = os.Rename(p, filepath.Join(string(esp), o.to))
-				break
-			}
-			if c == lost {
-				err = os.Remove(p)
-				break
-			}
+			err = createESP(esp, o.name, data)
+		case o.kind == "rename" && c == before:
+			err = esp.Rename(o.name, o.to)
+		case o.kind == "rename" && c == lost:
+			err = esp.Remove(o.name)
+		case o.kind == "rename":
 			var b []byte
-			if b, err = os.ReadFile(p); err == nil {
-				err = os.WriteFile(filepath.Join(string(esp), o.to), b, 0o644)
+			if b, err = readESP(esp, o.name); err == nil {
+				err = createESP(esp, o.to, b)
 			}
-		case "remove":
-			if whole {
-				err = os.Remove(p)
-			}
+		case o.kind == "remove" && c == before:
+			err = esp.Remove(o.name)
 		}
 		if err != nil {
 			t.Fatalf("replaying %v: %v", o, err)
@@ -138,6 +196,27 @@ func replay(t *testing.T, dir string, ops []espOp, last *espOp, c cut) ota.ESPDi
 		apply(*last, c)
 	}
 	return esp
+}
+
+func createESP(esp ota.ESP, name string, data []byte) error {
+	w, err := esp.Create(name)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func readESP(esp ota.ESP, name string) ([]byte, error) {
+	r, err := esp.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // powerCut is one scenario: an ESP as it stands, the change made to it
@@ -160,7 +239,8 @@ type powerCut struct {
 
 // TestPowerCut records the ESP operations of Apply, Rollback, the
 // demotion and promotion in them, systemd-boot's counting and
-// systemd-bless-boot's blessing, then replays every prefix onto a copy,
+// systemd-bless-boot's blessing, on a folder and on a FAT filesystem
+// written by go-diskfs, then replays every prefix onto a copy,
 // with the next operation lost or half done (a create with half its
 // bytes; a rename whose removal of the old name is lost, or whose new name
 // is, as on FAT, whose two directory writes a drive's cache may reorder).
@@ -184,18 +264,22 @@ func TestPowerCut(t *testing.T) {
 	}
 	// layout writes an ESP: entry file name → version, each slot's
 	// kernel and initramfs of that version.
-	layout := func(entries map[string]string) string {
-		dir := t.TempDir()
+	layout := func(m medium, entries map[string]string) ota.ESP {
+		esp := m.empty(t)
 		for file, v := range entries {
 			slot, _ := ota.EntrySlot(file)
-			m := &bundles[v].Manifest
-			writeESP(t, ota.ESPDir(dir), contract.EntriesDir+"/"+file, contract.EntryConf(m.Name, m.Version, m.KernelArgs, m.Slot(slot)))
+			mf := &bundles[v].Manifest
+			writeESP(t, esp, contract.EntriesDir+"/"+file, contract.EntryConf(mf.Name, mf.Version, mf.KernelArgs, mf.Slot(slot)))
 			for _, f := range [][2]string{{contract.KernelFile, ota.KernelFile}, {contract.InitrdFile, ota.InitrdFile}} {
-				writeESP(t, ota.ESPDir(dir), contract.SlotDir(slot)+"/"+f[0], bundleFile(t, bundles[v], f[1]))
+				writeESP(t, esp, contract.SlotDir(slot)+"/"+f[0], bundleFile(t, bundles[v], f[1]))
 			}
 		}
-		return dir
+		return esp
 	}
+	media := []struct {
+		name string
+		medium
+	}{{"folder", dirMedium{}}, {"fat", newFATMedium(t)}}
 	apply := func(v, running, version string) func(ota.ESP, func()) error {
 		return func(esp ota.ESP, root func()) error {
 			return ota.Apply(ctx, verified(t, bundles[v], version), ota.Target{Active: running, Device: devices[ota.Other(running)], ESP: esp},
@@ -248,20 +332,22 @@ func TestPowerCut(t *testing.T) {
 			stands: "nodebake-b.conf"},
 			map[string]string{"nodebake-a.conf": "1.0.0", "nodebake-b+2-1.conf": "2.0.0"}},
 	} {
-		t.Run(strings.ReplaceAll(pc.name, " ", "_"), func(t *testing.T) {
-			pc.check(t, layout(pc.start), pc.start, bundles)
-		})
+		for _, m := range media {
+			t.Run(m.name+"/"+strings.ReplaceAll(pc.name, " ", "_"), func(t *testing.T) {
+				pc.check(t, m.medium, layout(m.medium, pc.start), pc.start, bundles)
+			})
+		}
 	}
 }
 
-func (pc powerCut) check(t *testing.T, start string, startEntries map[string]string, bundles map[string]*ota.Bundle) {
+func (pc powerCut) check(t *testing.T, m medium, start ota.ESP, startEntries map[string]string, bundles map[string]*ota.Bundle) {
 	was := map[string]string{} // slot → version before the change
 	for file, v := range startEntries {
 		slot, _ := ota.EntrySlot(file)
 		was[slot] = v
 	}
 	var ops []espOp
-	done := copyESP(t, ota.ESPDir(start))
+	done := m.clone(t, start)
 	if err := pc.change(recordingESP{done, &ops}, func() { ops = append(ops, espOp{kind: "root"}) }); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +381,7 @@ func (pc powerCut) check(t *testing.T, start string, startEntries map[string]str
 					what = fmt.Sprintf("cut in operation %d (%v) after the old name's removal, before the new name", i, last)
 				}
 			}
-			esp := replay(t, start, ops[:i], last, c)
+			esp := replay(t, m, start, ops[:i], last, c)
 			states++
 			pc.bootable(t, what, esp, bundles, was, rootAt < 0 || rootAt < i)
 			if pc.stands != "" && c == half {
@@ -329,7 +415,7 @@ func (pc powerCut) check(t *testing.T, start string, startEntries map[string]str
 // slot, and the slot's kernel and initramfs are that version's. The target
 // may boot a version other than the one it held before (was) only once
 // the change wrote its root (rootDone).
-func (pc powerCut) bootable(t *testing.T, what string, esp ota.ESPDir, bundles map[string]*ota.Bundle, was map[string]string, rootDone bool) {
+func (pc powerCut) bootable(t *testing.T, what string, esp ota.ESP, bundles map[string]*ota.Bundle, was map[string]string, rootDone bool) {
 	t.Helper()
 	entries, err := ota.ReadEntries(esp)
 	if err != nil {
@@ -341,11 +427,11 @@ func (pc powerCut) bootable(t *testing.T, what string, esp ota.ESPDir, bundles m
 			return fmt.Errorf("entry %s names version %q and slot %q", e.File, e.Version, e.Slot)
 		}
 		m := &b.Manifest
-		if got := readFile(t, filepath.Join(string(esp), contract.EntriesDir, e.File)); !bytes.Equal(got, contract.EntryConf(m.Name, m.Version, m.KernelArgs, m.Slot(e.Slot))) {
+		if got, err := readESP(esp, contract.EntriesDir+"/"+e.File); err != nil || !bytes.Equal(got, contract.EntryConf(m.Name, m.Version, m.KernelArgs, m.Slot(e.Slot))) {
 			return fmt.Errorf("entry %s is not whole:\n%s", e.File, got)
 		}
 		for _, f := range [][2]string{{contract.KernelFile, ota.KernelFile}, {contract.InitrdFile, ota.InitrdFile}} {
-			got, err := os.ReadFile(filepath.Join(string(esp), contract.SlotDir(e.Slot), f[0]))
+			got, err := readESP(esp, contract.SlotDir(e.Slot)+"/"+f[0])
 			if err != nil || !bytes.Equal(got, bundleFile(t, b, f[1])) {
 				return fmt.Errorf("entry %s: /%s/%s is not version %s's (%v)", e.File, contract.SlotDir(e.Slot), f[0], e.Version, err)
 			}
