@@ -45,7 +45,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	if err != nil {
 		return err
 	}
-	active, ok := slotEntry(entries, t.Active)
+	active, ok := SlotEntry(entries, t.Active)
 	if !ok {
 		return fmt.Errorf("the running slot %s has no boot entry on the ESP: refusing to overwrite slot %s, the only other slot", t.Active, slot)
 	}
@@ -88,7 +88,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	if entries, err = ReadEntries(t.ESP); err != nil {
 		return err
 	}
-	if active, ok = slotEntry(entries, t.Active); ok {
+	if active, ok = SlotEntry(entries, t.Active); ok {
 		if _, err := demote(t.ESP, active); err != nil {
 			return err
 		}

@@ -196,9 +196,9 @@ func readFailed(path string) ([]string, error) {
 // used up its tries (systemd-boot fell back from it), so that it is not
 // installed again. The list is on /data: it outlives both slots. With two
 // names for the slot (a rename cut off), the one that stands for it
-// decides (slotEntry): a slot that still has a Pending name gets its try.
+// decides (SlotEntry): a slot that still has a Pending name gets its try.
 func (d *Device) recordFailures() error {
-	e, ok := slotEntry(d.Entries, Other(d.Slot.Name))
+	e, ok := SlotEntry(d.Entries, Other(d.Slot.Name))
 	if !ok || e.State() != Bad || e.Version == "" || slices.Contains(d.Failed, e.Version) {
 		return nil
 	}

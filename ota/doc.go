@@ -120,7 +120,7 @@
 //
 // While a slot has two names both describe it with the same content, so
 // systemd-boot boots that slot whichever it picks. The name that stands
-// for the slot (slotEntry; the failed-version record and Apply's and
+// for the slot (SlotEntry; the failed-version record and Apply's and
 // Rollback's checks use it) is the most trusted: Good, Standby, Pending,
 // Bad; among Pending names the one with fewer tries left. Apply and
 // Rollback first remove the other names and leftover ".tmp" files

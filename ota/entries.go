@@ -252,19 +252,20 @@ func Other(slot string) string {
 // Standby name only ever names a slot that was good.
 var trust = [...]int{Good: 0, Standby: 1, Pending: 2, Bad: 3}
 
-// slotEntry finds slot's entry. A slot has two names only while a change
-// of its name was cut off: nodectl writes the new name before it removes
-// the old one, and systemd-boot's and systemd-bless-boot's renames on FAT
-// add the new directory entry before they delete the old. Both names then
-// describe the same slot, and the one that stands for it is the most
-// trusted (Good, Standby, Pending, Bad); among Pending names the one with
-// fewer tries left, so that a try that started counts; then the one
-// systemd-boot sorts first. That rule never lets a good slot lose its good
-// name, and never makes a slot more trusted than one of its names says it
-// was: nodectl's own changes are undone (a demotion, a rollback's fresh
-// tries), except giving a Standby slot back its Good name, which is
-// finished; systemd-bless-boot's blessing is finished.
-func slotEntry(entries []Entry, slot string) (Entry, bool) {
+// SlotEntry finds slot's entry, as Apply, Rollback, the failed-version
+// record and nodectl status see it. A slot has two names only while a
+// change of its name was cut off: nodectl writes the new name before it
+// removes the old one, and a rename on FAT (systemd-boot's,
+// systemd-bless-boot's) may leave both. Both names then describe the same
+// slot, and the one that stands for it is the most trusted (Good, Standby,
+// Pending, Bad); among Pending names the one with fewer tries left, so
+// that a try that started counts; then the one systemd-boot sorts first.
+// That rule never lets a good slot lose its good name, and never makes a
+// slot more trusted than one of its names says it was: nodectl's own
+// changes are undone (a demotion, a rollback's fresh tries), except giving
+// a Standby slot back its Good name, which is finished; systemd-bless-boot's
+// blessing is finished.
+func SlotEntry(entries []Entry, slot string) (Entry, bool) {
 	var best Entry
 	found := false
 	for _, e := range BootOrder(entries) {
@@ -288,7 +289,7 @@ func preferName(a, b Entry) bool {
 }
 
 // tidyEntries finishes or undoes a change of an entry's name that a power
-// cut interrupted, as slotEntry decides: it removes the other names of
+// cut interrupted, as SlotEntry decides: it removes the other names of
 // each slot and the temporary files of a name being written, then reads
 // the entries again. Each removal leaves the name that stands for the
 // slot, so a cut in here changes nothing systemd-boot could boot.
@@ -299,7 +300,7 @@ func tidyEntries(esp ESP) ([]Entry, error) {
 	}
 	var extra []string
 	for _, slot := range []string{"a", "b"} {
-		keep, ok := slotEntry(entries, slot)
+		keep, ok := SlotEntry(entries, slot)
 		for _, e := range entries {
 			if ok && e.Slot == slot && e.File != keep.File {
 				extra = append(extra, e.File)
@@ -383,7 +384,7 @@ func Rollback(esp ESP, active string) error {
 		return err
 	}
 	other := Other(active)
-	o, ok := slotEntry(entries, other)
+	o, ok := SlotEntry(entries, other)
 	if !ok {
 		return fmt.Errorf("slot %s has no boot entry: there is nothing to roll back to", other)
 	}
@@ -401,7 +402,7 @@ func Rollback(esp ESP, active string) error {
 	if entries, err = ReadEntries(esp); err != nil {
 		return err
 	}
-	if a, ok := slotEntry(entries, active); ok {
+	if a, ok := SlotEntry(entries, active); ok {
 		if _, err := demote(esp, a); err != nil {
 			return err
 		}
