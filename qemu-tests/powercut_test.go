@@ -74,7 +74,7 @@ func (d *device) cutEach(phase, cmd string, want func(i int, syscall string) str
 	for _, p := range espTracePaths() {
 		trace = append(trace, "-P", p)
 	}
-	d.sh(fmt.Sprintf(`sudo sh -c 'rm -f /tmp/st.log /tmp/st.rc; nohup strace -f -qq -o /tmp/st.log -e trace=%s -e inject=%s:signal=STOP %s sh -c "%s > /tmp/st.out 2>&1; echo \$? > /tmp/st.rc" > /dev/null 2>&1 &'`,
+	d.sh(fmt.Sprintf(`sudo sh -c 'rm -f /tmp/st.log /tmp/st.rc; nohup strace -f -qq -o /tmp/st.log -e signal=SIGSTOP -e trace=%s -e inject=%s:signal=STOP %s sh -c "%s > /tmp/st.out 2>&1; echo \$? > /tmp/st.rc" > /dev/null 2>&1 &'`,
 		espSyscalls, espSyscalls, strings.Join(trace, " "), cmd))
 	start := time.Now()
 	var lastESP [sha256.Size]byte
@@ -118,8 +118,12 @@ func (d *device) cutEach(phase, cmd string, want func(i int, syscall string) str
 	return cuts, out
 }
 
-// stopped matches the signal strace injects after a system call.
-var stopped = regexp.MustCompile(`(?m)^(\d+) --- SIGSTOP \{si_signo=SIGSTOP, si_code=SI_KERNEL\} ---$`)
+// stopped matches the signal strace injects after a system call; with -f
+// each line starts with the thread's id, padded to five places.
+var (
+	stopped   = regexp.MustCompile(`(?m)^(\d+) +--- SIGSTOP \{si_signo=SIGSTOP, si_code=SI_KERNEL\} ---$`)
+	traceLine = regexp.MustCompile(`^(\d+) +(.*)$`)
+)
 
 // stoppedAt finds, in strace's log, the thread of the n-th injected stop
 // and the system call it had just made.
@@ -131,8 +135,14 @@ func stoppedAt(t testing.TB, log string, n int) (tid, syscall string) {
 	}
 	tid = log[m[n-1][2]:m[n-1][3]]
 	for _, line := range strings.Split(log[:m[n-1][0]], "\n") {
-		if rest, ok := strings.CutPrefix(line, tid+" "); ok && !strings.HasPrefix(rest, "---") {
-			syscall = rest
+		l := traceLine.FindStringSubmatch(line)
+		switch {
+		case l == nil || l[1] != tid || strings.HasPrefix(l[2], "---"):
+		case strings.HasPrefix(l[2], "<... "):
+			// The end of a call another thread's line interrupted.
+			syscall += " " + l[2]
+		default:
+			syscall = l[2]
 		}
 	}
 	return tid, syscall
