@@ -41,11 +41,11 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	slot := Other(t.Active)
 	m := &b.Manifest
 
-	entries, err := ReadEntries(t.ESP)
+	entries, err := tidyEntries(t.ESP)
 	if err != nil {
 		return err
 	}
-	active, ok := slotEntry(entries, t.Active)
+	active, ok := SlotEntry(entries, t.Active)
 	if !ok {
 		return fmt.Errorf("the running slot %s has no boot entry on the ESP: refusing to overwrite slot %s, the only other slot", t.Active, slot)
 	}
@@ -58,7 +58,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 		return err
 	}
 	if active.State() == Standby {
-		if _, err := renameEntry(t.ESP, active, -1, 0); err != nil {
+		if _, err := moveEntry(t.ESP, active, -1, 0); err != nil {
 			return err
 		}
 	}
@@ -88,7 +88,7 @@ func Apply(ctx context.Context, b *Bundle, t Target, progress Progress) error {
 	if entries, err = ReadEntries(t.ESP); err != nil {
 		return err
 	}
-	if active, ok = slotEntry(entries, t.Active); ok {
+	if active, ok = SlotEntry(entries, t.Active); ok {
 		if _, err := demote(t.ESP, active); err != nil {
 			return err
 		}

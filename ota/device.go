@@ -192,20 +192,17 @@ func readFailed(path string) ([]string, error) {
 	return strings.Fields(string(b)), nil
 }
 
-// recordFailures remembers the version of every other slot's entry that
+// recordFailures remembers the version of the other slot when its entry
 // used up its tries (systemd-boot fell back from it), so that it is not
-// installed again. The list is on /data: it outlives both slots.
+// installed again. The list is on /data: it outlives both slots. With two
+// names for the slot (a rename cut off), the one that stands for it
+// decides (SlotEntry): a slot that still has a Pending name gets its try.
 func (d *Device) recordFailures() error {
-	added := false
-	for _, e := range d.Entries {
-		if e.Slot != "" && e.Slot != d.Slot.Name && e.State() == Bad && e.Version != "" && !slices.Contains(d.Failed, e.Version) {
-			d.Failed = append(d.Failed, e.Version)
-			added = true
-		}
-	}
-	if !added {
+	e, ok := SlotEntry(d.Entries, Other(d.Slot.Name))
+	if !ok || e.State() != Bad || e.Version == "" || slices.Contains(d.Failed, e.Version) {
 		return nil
 	}
+	d.Failed = append(d.Failed, e.Version)
 	path := d.Path(contract.FailedVersionsPath)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

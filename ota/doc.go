@@ -67,9 +67,10 @@
 //
 // # Slots and boot entries
 //
-// The disk has two root slots, a and b. Each has at most one Boot Loader
-// Spec entry in /loader/entries on the ESP, named for the slot and carrying
-// systemd-boot's boot counter in its name:
+// The disk has two root slots, a and b. Each has one Boot Loader Spec entry
+// in /loader/entries on the ESP (two names only while a change of its name
+// is cut off, below), named for the slot and carrying systemd-boot's boot
+// counter in its name:
 //
 //	nodebake-b+3.conf    new: three tries left               (Pending)
 //	nodebake-b+2-1.conf  systemd-boot renamed it when booting (Pending)
@@ -88,7 +89,7 @@
 // A loader.conf "default" pattern is not used: systemd-boot picks the first
 // entry matching the pattern even when it has no tries left, which would
 // defeat the automatic fallback. The LoaderEntryDefault EFI variable has the
-// same flaw and needs efivarfs besides. Renames are all it takes: an entry
+// same flaw and needs efivarfs besides. Entry names are all it takes: an entry
 // with "+0" sorts last, and with three tries it sorts above the running
 // entry whenever its version is newer.
 //
@@ -101,6 +102,43 @@
 // systemd-boot never writes; Rollback and Apply rely on that to tell a good
 // slot set aside from a failed one.
 //
+// # Changing an entry's name
+//
+// A rename on Linux vfat is not atomic: it adds the new directory entry
+// and deletes the old one, and these may be in different sectors that the
+// kernel writes separately and a drive's cache may reorder, so a cut can
+// leave both names or neither. nodectl therefore never renames an entry
+// that exists: to give an entry a new counter (moveEntry) it writes the
+// same content under the new name plus ".tmp" (systemd-boot reads only
+// names ending in .conf), syncs the file and the directory, renames the
+// temporary file to the new name (a cut leaves the new name whole or
+// missing, the old one untouched), syncs the directory, and only then
+// removes the old name and syncs the directory. A removal that is cut off
+// leaves the old name, or its 8.3 alias (NODEBA~1.CON), which systemd-boot
+// ignores. Renames that stay are of files no entry names yet: a new slot's
+// kernel, initramfs and entry from their ".tmp" names.
+//
+// While a slot has two names both describe it with the same content, so
+// systemd-boot boots that slot whichever it picks. The name that stands
+// for the slot (SlotEntry; the failed-version record and Apply's and
+// Rollback's checks use it) is the most trusted: Good, Standby, Pending,
+// Bad; among Pending names the one with fewer tries left. Apply and
+// Rollback first remove the other names and leftover ".tmp" files
+// (tidyEntries), so a later run finishes the interrupted change (a Good
+// name given back to a Standby slot, systemd-bless-boot's blessing) or
+// undoes it (a demotion, a rollback's fresh tries), which that run then
+// makes again. The rule never removes the last name of a slot, never the
+// good name of a good slot, and never makes a slot more trusted than one
+// of its names said.
+//
+// systemd-boot's renames (a try counted, "+3" → "+2-1") and
+// systemd-bless-boot's ("+2-1" → no counter) are systemd's, with the same
+// flaw. They rename only the entry of the slot being tried, while the
+// other slot's entry, untouched, is the fallback: a cut that leaves both
+// names boots that slot either way; one that leaves neither boots the
+// fallback; and since Apply refuses to write over the other slot until
+// the running one is blessed (Good), that fallback is always complete.
+//
 // # Apply, step by step, and what a power cut leaves
 //
 // nodectl holds Lock for a whole apply or rollback, so two never overlap.
@@ -109,38 +147,45 @@
 // must be Good or Standby: replacing the last known-good slot while the
 // running one is still on trial could leave nothing that boots.
 //
-//  1. Remove T's entry, then T's kernel and initramfs, and the leftovers of
-//     an interrupted run. From here on nothing points at T. Cut: the
+//  1. Tidy the entries (above): every removal leaves the name that stands
+//     for its slot.
+//  2. Remove T's entries, then T's kernel and initramfs, and the leftovers
+//     of an interrupted run. From here on nothing points at T. Cut: the
 //     running slot's entry is the only one and boots, whatever its
 //     counter says.
-//  2. If the running entry is Standby (a rollback or downgrade that was
-//     never booted), make it Good again: it is the fallback now.
-//  3. Stream root.img into T's partition while hashing it; sync, drop the
+//  3. If the running entry is Standby (a rollback or downgrade that was
+//     never booted), give it its Good name again (moveEntry): it is the
+//     fallback now. Cut: the running slot has one name or two and is the
+//     only slot with an entry.
+//  4. Stream root.img into T's partition while hashing it; sync, drop the
 //     page cache and read it back; both hashes must match the signed
 //     manifest. Cut: T holds garbage, but no entry names it.
-//  4. Write kernel and initramfs to nodebake/T/ under ".tmp" names, read
+//  5. Write kernel and initramfs to nodebake/T/ under ".tmp" names, read
 //     them back and check their hashes, rename them into place. Cut: still
-//     no entry for T.
-//  5. Write loader/entries/nodebake-T+3.conf.tmp (systemd-boot ignores
-//     names not ending in .conf), sync it, rename it. Cut before the
-//     rename: the old entry set; after: a complete entry whose files were
-//     all verified.
-//  6. If systemd-boot's order would still prefer the running entry, demote
-//     it to Standby. Cut before: the running slot boots (the update is
-//     simply not active yet, and running Apply again redoes it); after: T
-//     boots with three tries.
+//     no entry for T; a cut rename leaves one name, both or none of a file
+//     no entry names.
+//  6. Write loader/entries/nodebake-T+3.conf.tmp, sync it, rename it. Cut
+//     before the rename or in it with the new name lost: the old entry
+//     set; after, or in it with both names: a complete entry whose files
+//     were all verified.
+//  7. If systemd-boot's order would still prefer the running entry, demote
+//     it to Standby (moveEntry). Cut before its old name is removed: the
+//     running slot boots (the update is simply not active yet, and
+//     running Apply again undoes the half-made demotion and redoes the
+//     update); after: T boots with three tries, and if it uses them up,
+//     both entries have none left and the running slot sorts first as it
+//     did before.
 //
-// A rename on FAT is two directory-entry writes (add the new name, delete
-// the old). A cut between them leaves both names for the same file: for
-// ".tmp" → ".conf" the extra name is ignored; for a counter change both
-// names describe the same slot and either order gives one of the two
-// states above. Each file is synced before it is renamed and each
-// directory after. This assumes, as systemd-boot's own counting does, that
-// a single sector write is not torn.
+// Each file is synced before it is renamed and each directory after every
+// change. This assumes, as systemd-boot's own counting does, that a single
+// sector write is not torn.
 //
-// Rollback makes the other slot the default the same way: that slot's
-// entry gets three fresh tries, then, unless it already sorts first, the
-// running entry is demoted. After the first rename either slot may sort
-// first, both complete; after the second, the other slot does. A slot
-// whose entry is Bad is refused: it never booted to completion.
+// Rollback makes the other slot (O) the default the same way: it tidies,
+// gives O's entry three fresh tries with moveEntry, then, unless O already
+// sorts first, demotes the running entry with moveEntry. During the first
+// move the running entry is untouched and O has one or two complete
+// names; during the second O has its new name and the running slot one
+// or two: either slot may boot first, both complete, and the running one
+// keeps a name. A slot whose entry is Bad is refused: it never booted to
+// completion.
 package ota

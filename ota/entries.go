@@ -246,22 +246,116 @@ func Other(slot string) string {
 	return "a"
 }
 
-// slotEntry finds slot's entry. Two would mean an interrupted rename (both
-// names of one file); the one systemd-boot boots first stands for both.
-func slotEntry(entries []Entry, slot string) (Entry, bool) {
+// trust ranks what an entry's name claims about its slot, most first: a
+// Good name is written only by the build, by systemd-bless-boot after
+// boot-complete.target, or by nodectl giving a good slot back its name; a
+// Standby name only ever names a slot that was good.
+var trust = [...]int{Good: 0, Standby: 1, Pending: 2, Bad: 3}
+
+// SlotEntry finds slot's entry, as Apply, Rollback, the failed-version
+// record and nodectl status see it. A slot has two names only while a
+// change of its name was cut off: nodectl writes the new name before it
+// removes the old one, and a rename on FAT (systemd-boot's,
+// systemd-bless-boot's) may leave both. Both names then describe the same
+// slot, and the one that stands for it is the most trusted (Good, Standby,
+// Pending, Bad); among Pending names the one with fewer tries left, so
+// that a try that started counts; then the one systemd-boot sorts first.
+// That rule never lets a good slot lose its good name, and never makes a
+// slot more trusted than one of its names says it was: nodectl's own
+// changes are undone (a demotion, a rollback's fresh tries), except giving
+// a Standby slot back its Good name, which is finished; systemd-bless-boot's
+// blessing is finished.
+func SlotEntry(entries []Entry, slot string) (Entry, bool) {
+	var best Entry
+	found := false
 	for _, e := range BootOrder(entries) {
-		if e.Slot == slot {
-			return e, true
+		if e.Slot != slot {
+			continue
+		}
+		if !found || preferName(e, best) {
+			best, found = e, true
 		}
 	}
-	return Entry{}, false
+	return best, found
 }
 
-// renameEntry gives e a new boot counter.
-func renameEntry(esp ESP, e Entry, left, done int) (Entry, error) {
+// preferName reports whether a, of the same slot as b and after it in
+// systemd-boot's order, stands for the slot rather than b.
+func preferName(a, b Entry) bool {
+	if ta, tb := trust[a.State()], trust[b.State()]; ta != tb {
+		return ta < tb
+	}
+	return a.State() == Pending && a.TriesLeft < b.TriesLeft
+}
+
+// tidyEntries finishes or undoes a change of an entry's name that a power
+// cut interrupted, as SlotEntry decides: it removes the other names of
+// each slot and the temporary files of a name being written, then reads
+// the entries again. Each removal leaves the name that stands for the
+// slot, so a cut in here changes nothing systemd-boot could boot.
+func tidyEntries(esp ESP) ([]Entry, error) {
+	entries, err := ReadEntries(esp)
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	for _, slot := range []string{"a", "b"} {
+		keep, ok := SlotEntry(entries, slot)
+		for _, e := range entries {
+			if ok && e.Slot == slot && e.File != keep.File {
+				extra = append(extra, e.File)
+			}
+		}
+	}
+	names, err := esp.ReadDir(contract.EntriesDir)
+	if err != nil {
+		return nil, fmt.Errorf("ESP: reading /%s: %w", contract.EntriesDir, err)
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, contract.EntryPrefix) && strings.HasSuffix(name, ".conf.tmp") {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) == 0 {
+		return entries, nil
+	}
+	for _, name := range extra {
+		if err := esp.Remove(contract.EntriesDir + "/" + name); err != nil {
+			return nil, fmt.Errorf("ESP: removing /%s/%s, left by an interrupted update or rollback: %w", contract.EntriesDir, name, err)
+		}
+	}
+	return ReadEntries(esp)
+}
+
+// moveEntry gives e a new boot counter without ever renaming it: a rename
+// on FAT is not atomic, and e may be the only entry that boots. The same
+// content is written under the new name (through a temporary file that
+// systemd-boot ignores, synced, then renamed: a cut leaves the new name
+// complete or absent), and only then is the old name removed. While both
+// exist they describe the same slot, whichever systemd-boot picks.
+func moveEntry(esp ESP, e Entry, left, done int) (Entry, error) {
 	n := entryName{slot: e.Slot, left: left, done: done}
-	if err := esp.Rename(contract.EntriesDir+"/"+e.File, contract.EntriesDir+"/"+n.file()); err != nil {
-		return Entry{}, fmt.Errorf("ESP: renaming %s: %w", e.File, err)
+	if n.file() == e.File {
+		return e, nil
+	}
+	oldPath, newPath := contract.EntriesDir+"/"+e.File, contract.EntriesDir+"/"+n.file()
+	r, err := esp.Open(oldPath)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ESP: %w", err)
+	}
+	conf, err := io.ReadAll(io.LimitReader(r, maxManifest))
+	r.Close()
+	if err != nil {
+		return Entry{}, fmt.Errorf("ESP: /%s: %w", oldPath, err)
+	}
+	if err := writeESP(esp, newPath+".tmp", conf); err != nil {
+		return Entry{}, err
+	}
+	if err := esp.Rename(newPath+".tmp", newPath); err != nil {
+		return Entry{}, fmt.Errorf("ESP: %w", err)
+	}
+	if err := esp.Remove(oldPath); err != nil {
+		return Entry{}, fmt.Errorf("ESP: removing /%s after writing /%s: %w", oldPath, newPath, err)
 	}
 	e.File, e.TriesLeft, e.TriesDone = n.file(), left, done
 	return e, nil
@@ -272,9 +366,9 @@ func renameEntry(esp ESP, e Entry, left, done int) (Entry, error) {
 // up (Bad).
 func demote(esp ESP, e Entry) (Entry, error) {
 	if e.State() == Pending {
-		return renameEntry(esp, e, 0, e.TriesDone)
+		return moveEntry(esp, e, 0, e.TriesDone)
 	}
-	return renameEntry(esp, e, 0, 0)
+	return moveEntry(esp, e, 0, 0)
 }
 
 // Rollback makes the other slot boot next, with three tries: if it does
@@ -285,12 +379,12 @@ func Rollback(esp ESP, active string) error {
 	if active != "a" && active != "b" {
 		return fmt.Errorf("running slot %q: want a or b", active)
 	}
-	entries, err := ReadEntries(esp)
+	entries, err := tidyEntries(esp)
 	if err != nil {
 		return err
 	}
 	other := Other(active)
-	o, ok := slotEntry(entries, other)
+	o, ok := SlotEntry(entries, other)
 	if !ok {
 		return fmt.Errorf("slot %s has no boot entry: there is nothing to roll back to", other)
 	}
@@ -298,7 +392,7 @@ func Rollback(esp ESP, active string) error {
 	case Bad:
 		return fmt.Errorf("slot %s failed to boot (entry %s): refusing to roll back to it; install a bundle instead", other, o.File)
 	case Good, Standby:
-		if _, err := renameEntry(esp, o, triesNew, 0); err != nil {
+		if _, err := moveEntry(esp, o, triesNew, 0); err != nil {
 			return err
 		}
 	}
@@ -308,7 +402,7 @@ func Rollback(esp ESP, active string) error {
 	if entries, err = ReadEntries(esp); err != nil {
 		return err
 	}
-	if a, ok := slotEntry(entries, active); ok {
+	if a, ok := SlotEntry(entries, active); ok {
 		if _, err := demote(esp, a); err != nil {
 			return err
 		}

@@ -14,9 +14,6 @@ const Chunk = chunk
 // Sign makes the signature file of manifest bytes.
 var Sign = sign
 
-// SlotEntry finds a slot's entry as Apply and Rollback do.
-var SlotEntry = slotEntry
-
 // EntryFile is the file name of slot's entry with a boot counter (left < 0:
 // none).
 func EntryFile(slot string, left, done int) string {

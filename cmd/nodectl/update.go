@@ -374,10 +374,8 @@ func updateStatus(args []string, stdout io.Writer) error {
 	if next, ok := ota.NextBoot(s.Entries); ok {
 		fmt.Fprintf(stdout, "next boot  %s\n", next.File)
 	}
-	for _, e := range s.Entries {
-		if e.Slot == s.Slot.Name && e.State() == ota.Pending {
-			fmt.Fprintln(stdout, "this boot is on trial: nodebake-health.service decides whether it is kept (systemctl status nodebake-health)")
-		}
+	if e, ok := ota.SlotEntry(s.Entries, s.Slot.Name); ok && e.State() == ota.Pending {
+		fmt.Fprintln(stdout, "this boot is on trial: nodebake-health.service decides whether it is kept (systemctl status nodebake-health)")
 	}
 	if s.Key == nil {
 		fmt.Fprintln(stdout, "updates    off: the image has no update key")
@@ -431,10 +429,8 @@ func rollbackCmd(args []string, stdout io.Writer) error {
 	other := ota.Other(s.Slot.Name)
 	version := "?"
 	if entries, err := ota.ReadEntries(s.ESP()); err == nil {
-		for _, e := range entries {
-			if e.Slot == other {
-				version = e.Version
-			}
+		if e, ok := ota.SlotEntry(entries, other); ok {
+			version = e.Version
 		}
 	}
 	fmt.Fprintf(stdout, "slot %s (%s) boots next, with 3 tries; if it does not pass its boot assessment, slot %s (%s) boots again\nreboot to switch: sudo systemctl reboot\n",

@@ -184,9 +184,23 @@ func TestUpdateApplyFile(t *testing.T) {
 		}
 	}
 
-	// Slot b used up its tries; systemd-boot fell back to slot a.
+	// systemd-boot's rename of slot b's entry for its last try was cut
+	// off: both names are on the ESP. The one with a try left stands for
+	// the slot, so nothing failed yet.
 	esp := ota.ESPDir(filepath.Join(root, contract.ESPMount))
-	if err := esp.Rename("loader/entries/nodebake-b+3.conf", "loader/entries/nodebake-b+0-3.conf"); err != nil {
+	if err := esp.Rename("loader/entries/nodebake-b+3.conf", "loader/entries/nodebake-b+1-2.conf"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, contract.ESPMount), "loader/entries/nodebake-b+0-3.conf", string(readFile(t, filepath.Join(root, contract.ESPMount, "loader/entries/nodebake-b+1-2.conf"))))
+	if status = mustRun(t, "update", "status", "-root", root); strings.Contains(status, "failed ") {
+		t.Errorf("status with both names of a try:\n%s", status)
+	}
+	if _, err := os.Stat(filepath.Join(root, contract.FailedVersionsPath)); err == nil {
+		t.Errorf("%s written while slot b has a try left", contract.FailedVersionsPath)
+	}
+
+	// Slot b used up its tries; systemd-boot fell back to slot a.
+	if err := esp.Remove("loader/entries/nodebake-b+1-2.conf"); err != nil {
 		t.Fatal(err)
 	}
 	status = mustRun(t, "update", "status", "-root", root)
