@@ -139,8 +139,8 @@ func (f *otaFixture) publish(version, dest string) error {
 
 // otaSpec is the spec base with the version replaced, an update section
 // (public key, source "@SOURCE@", insecure: the host's registry and web
-// server speak plain HTTP), the Debian package strace and, if overlay is
-// set, that overlay folder added. It returns the image name too.
+// server speak plain HTTP) and, if overlay is set, that overlay folder
+// added. It returns the image name too.
 func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(base, &doc); err != nil {
@@ -153,18 +153,6 @@ func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, e
 		str("public_key"), str(publicKey), str("source"), str("@SOURCE@"),
 		str("insecure"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"},
 	}})
-	// strace stops nodectl and systemd-bless-boot at each change to the
-	// ESP for TestPowerCutESP.
-	debian := standin.YAMLValue(root, "debian")
-	if debian == nil {
-		return nil, "", fmt.Errorf("the spec has no debian section to add strace to")
-	}
-	packages := standin.YAMLValue(debian, "packages")
-	if packages == nil {
-		packages = &yaml.Node{Kind: yaml.SequenceNode}
-	}
-	packages.Content = append(packages.Content, str("strace"))
-	standin.YAMLSet(debian, "packages", packages)
 	if overlay != "" {
 		list := standin.YAMLValue(root, "overlays")
 		if list == nil {
