@@ -63,6 +63,7 @@ func TestNode(t *testing.T) {
 		if out := g.run(t, "bitcoin-cli -datadir=/data/bitcoin getblockchaininfo"); !strings.Contains(out, `"chain"`) {
 			t.Errorf("bitcoin-cli as admin: %s", out)
 		}
+		waitElectrum(t, g)
 		for _, unit := range []string{"bitcoind", "fulcrum"} {
 			got := g.run(t, "systemctl show -p ProtectSystem -p NoNewPrivileges -p PrivateTmp "+unit)
 			for _, want := range []string{"NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict"} {
@@ -184,6 +185,18 @@ func dialElectrum(ctx context.Context, t *testing.T, addr string, tlsConf *tls.C
 	return nil
 }
 
+// waitElectrum waits, inside the guest, until Fulcrum listens on 50001.
+// Like upstream's, the stand-in opens its Electrum and admin ports only
+// once it has indexed up to bitcoind's tip after the initial sync, and
+// QEMU's forwarded port accepts connections before anything listens
+// behind it, so a dial from the host proves nothing.
+func waitElectrum(t *testing.T, g *booted) {
+	t.Helper()
+	if out := g.run(t, "for i in $(seq 300); do ss -ltnH 'sport = :50001' | grep -q . && break; sleep 2; done; ss -ltnH 'sport = :50001'"); out == "" {
+		t.Fatalf("Fulcrum does not listen on 50001 after 10 minutes:\n%s", g.run(t, "sudo journalctl -b --no-pager -u fulcrum -u nodebake-sync-watch | tail -30"))
+	}
+}
+
 // Fulcrum 1.11.1, the guide's version, builds and runs too: the agent gives
 // it utxo_cache, which 2.x would refuse.
 func TestFulcrum1x(t *testing.T) {
@@ -216,7 +229,8 @@ func TestFulcrum1x(t *testing.T) {
 		t.Errorf("fulcrum.conf for 1.x has no utxo_cache:\n%s", conf)
 	}
 	// 4 GiB with Fulcrum 1.x: Fulcrum waits for bitcoind's initial sync.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	waitElectrum(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", port), nil)
 	if server, _, err := c.ServerVersion(ctx, "nodebake-test", "1.4"); err != nil || !strings.Contains(server, "1.11.1") {
