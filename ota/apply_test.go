@@ -25,13 +25,13 @@ import (
 
 func TestApplyToDiskImage(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, "1.0.0")
+	img := otatest.Image{Name: testName, Version: "1.0.0"}.Build(t, t.TempDir())
 	b := verified(t, makeBundle(t, "2.0.0"), "1.0.0")
 	before, err := disk.Inspect(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootA, rootB, data := part(t, before, contract.RootA), part(t, before, contract.RootB), part(t, before, contract.Data)
+	rootA, rootB, data := otatest.Part(t, before, contract.RootA), otatest.Part(t, before, contract.RootB), otatest.Part(t, before, contract.Data)
 
 	// Fill data with bytes that must survive.
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
@@ -42,7 +42,7 @@ func TestApplyToDiskImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	sum := func(p disk.PartitionInfo) [32]byte { return sha256.Sum256(readRegion(t, img, p.Start, p.Size)) }
+	sum := func(p disk.PartitionInfo) [32]byte { return sha256.Sum256(otatest.ReadRegion(t, img, p.Start, p.Size)) }
 	rootASum, dataSum := sum(rootA), sum(data)
 
 	esp := openFATESP(t, img)
@@ -71,11 +71,11 @@ func TestApplyToDiskImage(t *testing.T) {
 	}
 	want, _ := io.ReadAll(rb)
 	rb.Close()
-	slotBytes := readRegion(t, img, rootB.Start, int64(len(want)))
+	slotBytes := otatest.ReadRegion(t, img, rootB.Start, int64(len(want)))
 	if !bytes.Equal(slotBytes, want) {
 		t.Fatal("slot b does not hold root.img")
 	}
-	pb := part(t, after, contract.RootB)
+	pb := otatest.Part(t, after, contract.RootB)
 	var id struct{ Name, Version string }
 	if err := json.Unmarshal(pb.Manifest, &id); err != nil || id.Name != testName || id.Version != "2.0.0" || pb.Content != "squashfs" {
 		t.Errorf("root-b: %s holding %s (%v)", pb.Content, pb.Manifest, err)
@@ -145,12 +145,12 @@ func TestApplyToDiskImage(t *testing.T) {
 
 func TestApplyInterrupted(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, "1.0.0")
+	img := otatest.Image{Name: testName, Version: "1.0.0"}.Build(t, t.TempDir())
 	info, err := disk.Inspect(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootB := part(t, info, contract.RootB)
+	rootB := otatest.Part(t, info, contract.RootB)
 	esp := openFATESP(t, img)
 	target := ota.Target{Active: "a", Device: img, Offset: rootB.Start, Size: rootB.Size, ESP: esp}
 
@@ -276,7 +276,7 @@ func TestBootCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("v2 applied to b", esp, []string{"nodebake-a.conf", "nodebake-b+3.conf"}, "b")
-	if got := readRegion(t, devices["b"], 0, 4); string(got) != "hsqs" {
+	if got := otatest.ReadRegion(t, devices["b"], 0, 4); string(got) != "hsqs" {
 		t.Errorf("slot b starts with %q, want a squashfs", got)
 	}
 	boot(esp, "b")
@@ -346,7 +346,7 @@ func TestBootCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("v3 over a pending rollback", esp, []string{"nodebake-a+3.conf", "nodebake-b.conf"}, "a")
-	if got := readFile(t, filepath.Join(string(esp), "loader/entries/nodebake-a+3.conf")); !bytes.Contains(got, []byte("version 3.0.0\nsort-key nodebake\n")) {
+	if got := otatest.ReadFile(t, filepath.Join(string(esp), "loader/entries/nodebake-a+3.conf")); !bytes.Contains(got, []byte("version 3.0.0\nsort-key nodebake\n")) {
 		t.Errorf("slot a's entry:\n%s", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 	"github.com/nodebake/nodebake/ota/bundler"
 )
@@ -35,7 +36,7 @@ func TestVerify(t *testing.T) {
 	flip := func(name string, at int64) func(dir string) {
 		return func(dir string) {
 			p := filepath.Join(dir, name)
-			data := readFile(t, p)
+			data := otatest.ReadFile(t, p)
 			if at < 0 {
 				at += int64(len(data))
 			}

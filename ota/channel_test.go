@@ -155,7 +155,7 @@ func TestChannel(t *testing.T) {
 // makeBundleSignedBy is makeBundle with another key.
 func makeBundleSignedBy(t *testing.T, version string, priv ed25519.PrivateKey) *ota.Bundle {
 	t.Helper()
-	b, err := bundler.Create(context.Background(), buildImage(t, version), priv, filepath.Join(t.TempDir(), "bundle"), nil)
+	b, err := bundler.Create(context.Background(), otatest.Image{Name: testName, Version: version}.Build(t, t.TempDir()), priv, filepath.Join(t.TempDir(), "bundle"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestSourceNeedsTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.text, err)
 		}
-		sameFiles(t, b, got)
+		otatest.SameFiles(t, b, got)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestRegistry(t *testing.T) {
 	if err := ota.Verify(ctx, pulled, policy, nil); err != nil {
 		t.Fatalf("pulled bundle: %v", err)
 	}
-	sameFiles(t, b, pulled)
+	otatest.SameFiles(t, b, pulled)
 	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	if len(leftovers) != 0 {
 		t.Errorf("Download left temporary files: %v", leftovers)
@@ -131,12 +131,12 @@ func TestStaticFiles(t *testing.T) {
 	if err := ota.Verify(ctx, fetched, policy, nil); err != nil {
 		t.Fatalf("fetched bundle: %v", err)
 	}
-	sameFiles(t, b, fetched)
+	otatest.SameFiles(t, b, fetched)
 
 	// A root.img replaced on the server stops the download, and nothing
 	// is renamed into place.
 	rootPath := filepath.Join(www, "bundles", "node", "stable", ota.RootFile)
-	data := readFile(t, rootPath)
+	data := otatest.ReadFile(t, rootPath)
 	data[len(data)/2] ^= 0x80
 	if err := os.WriteFile(rootPath, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -291,13 +291,13 @@ func TestDownloadFollowsSignedManifest(t *testing.T) {
 			}
 			// The folder holds v1, with head's own manifest bytes: the
 			// manifest was not fetched again.
-			if !bytes.Equal(readFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
+			if !bytes.Equal(otatest.ReadFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
 				t.Error("the downloaded manifest.json is not the one verified")
 			}
 			if err := ota.Verify(ctx, got, policy, nil); err != nil || got.Manifest.Version != "1.0.0" {
 				t.Fatalf("downloaded bundle: %s, %v", got.Manifest.Version, err)
 			}
-			sameFiles(t, b1, got)
+			otatest.SameFiles(t, b1, got)
 		})
 	}
 
@@ -375,12 +375,12 @@ func TestDownloadFollowsSignedManifest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(readFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
+		if !bytes.Equal(otatest.ReadFile(t, filepath.Join(dir, ota.ManifestFile)), raw1) {
 			t.Error("the downloaded manifest.json is not the one verified")
 		}
 		if err := ota.Verify(ctx, got, policy, nil); err != nil || got.Manifest.Version != "1.0.0" {
 			t.Fatalf("downloaded bundle: %s, %v", got.Manifest.Version, err)
 		}
-		sameFiles(t, b1, got)
+		otatest.SameFiles(t, b1, got)
 	})
 }

@@ -1,13 +1,11 @@
 package ota_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,22 +41,6 @@ func fetchManifest(ctx context.Context, s ota.Source) (*ota.Bundle, error) {
 		return nil, err
 	}
 	return o.Bundle, nil
-}
-
-// buildImage builds a test image (otatest.Image) of version.
-func buildImage(t *testing.T, version string) string {
-	t.Helper()
-	return otatest.Image{Name: testName, Version: version}.Build(t, t.TempDir())
-}
-
-// makeBundle builds an image of version and a bundle from it.
-func makeBundle(t *testing.T, version string) *ota.Bundle {
-	t.Helper()
-	b, err := bundler.Create(context.Background(), buildImage(t, version), testPriv, filepath.Join(t.TempDir(), "bundle"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // verified returns b once Verify accepted it for a device running the
@@ -104,42 +86,6 @@ func writeESP(t *testing.T, esp ota.ESP, name string, data []byte) {
 	}
 }
 
-// part finds a partition of an image.
-func part(t *testing.T, info *disk.Info, name string) disk.PartitionInfo {
-	t.Helper()
-	for _, p := range info.Partitions {
-		if p.Name == name {
-			return p
-		}
-	}
-	t.Fatalf("no partition %s", name)
-	return disk.PartitionInfo{}
-}
-
-// readRegion reads n bytes of a file at off.
-func readRegion(t *testing.T, path string, off, n int64) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // fatESP is the ESP inside a disk image file, read and written with
 // go-diskfs: what Apply sees on a device, minus the kernel's vfat driver.
 type fatESP struct {
@@ -153,7 +99,7 @@ func openFATESP(t *testing.T, image string) *fatESP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := part(t, info, contract.ESP)
+	p := otatest.Part(t, info, contract.ESP)
 	f, err := os.OpenFile(image, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -299,29 +245,8 @@ func nextSlot(t *testing.T, esp ota.ESP) string {
 	return e.Slot
 }
 
-// sameFiles checks that two bundles hold the same bytes.
-func sameFiles(t *testing.T, want, got *ota.Bundle) {
+// makeBundle builds an image of version and a bundle from it.
+func makeBundle(t *testing.T, version string) *ota.Bundle {
 	t.Helper()
-	wantRaw, wantSig := want.Signed()
-	gotRaw, gotSig := got.Signed()
-	if !bytes.Equal(wantRaw, gotRaw) || !bytes.Equal(wantSig, gotSig) {
-		t.Error("manifest or signature differs")
-	}
-	for _, f := range []string{ota.KernelFile, ota.InitrdFile, ota.RootFile} {
-		a, _, err := want.OpenFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _, err := got.OpenFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ab, _ := io.ReadAll(a)
-		bb, _ := io.ReadAll(b)
-		a.Close()
-		b.Close()
-		if !bytes.Equal(ab, bb) {
-			t.Errorf("%s differs", f)
-		}
-	}
+	return otatest.Bundle(t, testName, version, testPriv)
 }

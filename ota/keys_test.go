@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodebake/nodebake/internal/otatest"
 	"github.com/nodebake/nodebake/ota"
 )
 
@@ -27,10 +28,10 @@ func TestKeyFiles(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("private key mode %04o, want 0600", st.Mode().Perm())
 	}
-	if pem := readFile(t, privPath); !bytes.HasPrefix(pem, []byte("-----BEGIN PRIVATE KEY-----\n")) {
+	if pem := otatest.ReadFile(t, privPath); !bytes.HasPrefix(pem, []byte("-----BEGIN PRIVATE KEY-----\n")) {
 		t.Errorf("private key file is not PKCS#8 PEM:\n%s", pem)
 	}
-	line := string(readFile(t, pubPath))
+	line := string(otatest.ReadFile(t, pubPath))
 	if !strings.HasPrefix(line, "ed25519:") || strings.Count(line, "\n") != 1 || strings.ContainsAny(strings.TrimSpace(line), " \t") {
 		t.Errorf("public key file %q: want one ed25519:<base64> token and a newline", line)
 	}

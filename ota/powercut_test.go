@@ -133,13 +133,13 @@ func ramDir(t *testing.T) string {
 type fatMedium struct{ blank []byte }
 
 func newFATMedium(t *testing.T) fatMedium {
-	img := buildImage(t, "1.0.0")
+	img := otatest.Image{Name: testName, Version: "1.0.0"}.Build(t, t.TempDir())
 	info, err := disk.Inspect(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := part(t, info, contract.ESP)
-	m := fatMedium{blank: readRegion(t, img, p.Start, p.Size)}
+	p := otatest.Part(t, info, contract.ESP)
+	m := fatMedium{blank: otatest.ReadRegion(t, img, p.Start, p.Size)}
 	esp := m.open(t, m.blank)
 	for _, dir := range []string{contract.EntriesDir, contract.SlotDir("a")} {
 		names, err := esp.ReadDir(dir)
@@ -152,7 +152,7 @@ func newFATMedium(t *testing.T) fatMedium {
 			}
 		}
 	}
-	m.blank = readFile(t, esp.f.Name())
+	m.blank = otatest.ReadFile(t, esp.f.Name())
 	return m
 }
 
@@ -175,7 +175,7 @@ func (m fatMedium) open(t *testing.T, content []byte) *fatESP {
 
 func (m fatMedium) empty(t *testing.T) ota.ESP { return m.open(t, m.blank) }
 func (m fatMedium) clone(t *testing.T, esp ota.ESP) ota.ESP {
-	return m.open(t, readFile(t, esp.(*fatESP).f.Name()))
+	return m.open(t, otatest.ReadFile(t, esp.(*fatESP).f.Name()))
 }
 
 // replay applies ops to a copy of the ESP start, the last one only as far

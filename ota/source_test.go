@@ -90,6 +90,6 @@ func TestSourceDownloads(t *testing.T) {
 		if err := ota.Verify(ctx, got, policy, nil); err != nil {
 			t.Fatalf("%s: bundle: %v", s, err)
 		}
-		sameFiles(t, b, got)
+		otatest.SameFiles(t, b, got)
 	}
 }

@@ -6,6 +6,9 @@
 package otatest
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"io"
@@ -26,6 +29,8 @@ import (
 	"github.com/nodebake/nodebake/internal/bytesize"
 	"github.com/nodebake/nodebake/internal/disk"
 	"github.com/nodebake/nodebake/internal/verity"
+	"github.com/nodebake/nodebake/ota"
+	"github.com/nodebake/nodebake/ota/bundler"
 )
 
 // Sizes of the images: the ESP just above FAT32's floor of 65525
@@ -147,4 +152,80 @@ func Handler(www string) http.Handler {
 	mux.Handle("/v2/", registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	mux.Handle("/bundles/", http.FileServer(http.Dir(www)))
 	return mux
+}
+
+// Bundle builds an image of name and version (Image.Build) and a bundle
+// from it, signed with key.
+func Bundle(t testing.TB, name, version string, key ed25519.PrivateKey) *ota.Bundle {
+	t.Helper()
+	img := Image{Name: name, Version: version}.Build(t, t.TempDir())
+	b, err := bundler.Create(context.Background(), img, key, filepath.Join(t.TempDir(), "bundle"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// SameFiles checks that two bundles hold the same bytes.
+func SameFiles(t testing.TB, want, got *ota.Bundle) {
+	t.Helper()
+	wantRaw, wantSig := want.Signed()
+	gotRaw, gotSig := got.Signed()
+	if !bytes.Equal(wantRaw, gotRaw) || !bytes.Equal(wantSig, gotSig) {
+		t.Error("manifest or signature differs")
+	}
+	for _, f := range []string{ota.KernelFile, ota.InitrdFile, ota.RootFile} {
+		a, _, err := want.OpenFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := got.OpenFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ab, _ := io.ReadAll(a)
+		bb, _ := io.ReadAll(b)
+		a.Close()
+		b.Close()
+		if !bytes.Equal(ab, bb) {
+			t.Errorf("%s differs", f)
+		}
+	}
+}
+
+// Part finds a partition of an image.
+func Part(t testing.TB, info *disk.Info, name string) disk.PartitionInfo {
+	t.Helper()
+	for _, p := range info.Partitions {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no partition %s", name)
+	return disk.PartitionInfo{}
+}
+
+// ReadRegion reads n bytes of a file at off.
+func ReadRegion(t testing.TB, path string, off, n int64) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ReadFile reads a whole file.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

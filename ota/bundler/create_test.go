@@ -22,7 +22,7 @@ import (
 
 func TestCreateFromImage(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, "2.0.0")
+	img := otatest.Image{Name: testName, Version: "2.0.0"}.Build(t, t.TempDir())
 	dir := filepath.Join(t.TempDir(), "bundle")
 	b, err := bundler.Create(context.Background(), img, testPriv, dir, nil)
 	if err != nil {
@@ -56,12 +56,12 @@ func TestCreateFromImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootA := part(t, info, contract.RootA)
-	root := readFile(t, filepath.Join(dir, ota.RootFile))
+	rootA := otatest.Part(t, info, contract.RootA)
+	root := otatest.ReadFile(t, filepath.Join(dir, ota.RootFile))
 	if int64(len(root)) != m.Root.Size || int64(len(root)) <= int64(m.Verity.HashOffset) {
 		t.Fatalf("root.img is %d bytes, manifest says %d, hash offset %d", len(root), m.Root.Size, m.Verity.HashOffset)
 	}
-	if !bytes.Equal(root, readRegion(t, img, rootA.Start, int64(len(root)))) {
+	if !bytes.Equal(root, otatest.ReadRegion(t, img, rootA.Start, int64(len(root)))) {
 		t.Error("root.img differs from root-a's content")
 	}
 	// The manifest records the filesystem and the verity data apart too.
@@ -83,14 +83,14 @@ func TestCreateFromImage(t *testing.T) {
 	if m.Slot("a") != slot {
 		t.Errorf("manifest slot a = %+v, the image's entry says %+v", m.Slot("a"), slot)
 	}
-	if !bytes.Equal(readFile(t, filepath.Join(dir, ota.KernelFile)), otatest.Random("2.0.0kernel", otatest.KernelSize)) ||
-		!bytes.Equal(readFile(t, filepath.Join(dir, ota.InitrdFile)), otatest.Random("2.0.0initrd", otatest.InitrdSize)) {
+	if !bytes.Equal(otatest.ReadFile(t, filepath.Join(dir, ota.KernelFile)), otatest.Random("2.0.0kernel", otatest.KernelSize)) ||
+		!bytes.Equal(otatest.ReadFile(t, filepath.Join(dir, ota.InitrdFile)), otatest.Random("2.0.0initrd", otatest.InitrdSize)) {
 		t.Error("kernel or initramfs differs from the ESP's")
 	}
 	// The manifest file is exactly what was signed, and it is JSON that
 	// names every field.
 	var fields map[string]any
-	if err := json.Unmarshal(readFile(t, filepath.Join(dir, ota.ManifestFile)), &fields); err != nil {
+	if err := json.Unmarshal(otatest.ReadFile(t, filepath.Join(dir, ota.ManifestFile)), &fields); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"format", "name", "version", "compatible", "kernel_args", "partitions", "verity", "root", "kernel", "initrd"} {
@@ -106,7 +106,7 @@ func TestCreateFromImage(t *testing.T) {
 
 func TestCreateRefusesDamagedImage(t *testing.T) {
 	t.Parallel()
-	img := buildImage(t, "2.0.0")
+	img := otatest.Image{Name: testName, Version: "2.0.0"}.Build(t, t.TempDir())
 	info, err := disk.Inspect(img)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestCreateRefusesDamagedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := part(t, info, contract.RootA).Start + bytesize.MiB
+	off := otatest.Part(t, info, contract.RootA).Start + bytesize.MiB
 	b := make([]byte, 1)
 	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)

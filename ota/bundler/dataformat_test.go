@@ -25,7 +25,7 @@ func TestBundleCarriesDataFormats(t *testing.T) {
 	if b.Manifest.Format != 2 || b.Manifest.DataFormats[contract.FulcrumDB] != 2 {
 		t.Errorf("manifest: format %d, data formats %v", b.Manifest.Format, b.Manifest.DataFormats)
 	}
-	if raw := string(readFile(t, filepath.Join(dir, ota.ManifestFile))); !strings.Contains(raw, `"data_formats": {`) || !strings.Contains(raw, `"fulcrum-db": 2`) {
+	if raw := string(otatest.ReadFile(t, filepath.Join(dir, ota.ManifestFile))); !strings.Contains(raw, `"data_formats": {`) || !strings.Contains(raw, `"fulcrum-db": 2`) {
 		t.Errorf("manifest.json lacks the data formats:\n%s", raw)
 	}
 	back, err := ota.Open(dir)

@@ -35,12 +35,12 @@ func TestWriteTar(t *testing.T) {
 	if err := ota.Verify(ctx, fromTar, policy, nil); err != nil {
 		t.Fatalf("the bundle as a tar file: %v", err)
 	}
-	sameFiles(t, b, fromTar)
+	otatest.SameFiles(t, b, fromTar)
 	again := tarPath + ".again"
 	if err := bundler.WriteTar(fromTar, again); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(readFile(t, tarPath), readFile(t, again)) {
+	if !bytes.Equal(otatest.ReadFile(t, tarPath), otatest.ReadFile(t, again)) {
 		t.Error("writing the same bundle twice gives different tar files")
 	}
 }
@@ -58,7 +58,7 @@ func TestPublishDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameFiles(t, b, got)
+	otatest.SameFiles(t, b, got)
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*")); len(leftovers) != 0 {
 		t.Errorf("PublishDir left temporary files: %v", leftovers)
 	}
@@ -178,7 +178,7 @@ func TestRefresh(t *testing.T) {
 	if err := bundler.PublishDir(ctx, b, dir, testSigner, nil); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := ota.ParseChannel(readFile(t, filepath.Join(dir, ota.ChannelFile))); err != nil || c.Counter != 3 {
+	if c, err := ota.ParseChannel(otatest.ReadFile(t, filepath.Join(dir, ota.ChannelFile))); err != nil || c.Counter != 3 {
 		t.Errorf("publishing again after the refresh: %+v, %v", c, err)
 	}
 	if _, err := bundler.RefreshDir(t.TempDir(), testSigner); err == nil || !strings.Contains(err.Error(), "has no channel statement to refresh") {
