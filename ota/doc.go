@@ -111,8 +111,10 @@
 // that exists: to give an entry a new counter (moveEntry) it writes the
 // same content under the new name plus ".tmp" (systemd-boot reads only
 // names ending in .conf), syncs the file and the directory, renames the
-// temporary file to the new name (a cut leaves the new name whole or
-// missing, the old one untouched), syncs the directory, and only then
+// temporary file to the new name (a cut leaves the new name whole, empty
+// or missing, the old one untouched), syncs the renamed file (vfat writes
+// the new directory entry's clusters and size only with the file's inode)
+// and the directory, and only then
 // removes the old name and syncs the directory. A removal that is cut off
 // leaves the old name, or its 8.3 alias (NODEBA~1.CON), which systemd-boot
 // ignores. Renames that stay are of files no entry names yet: a new slot's
@@ -133,7 +135,9 @@
 //
 // systemd-boot's renames (a try counted, "+3" → "+2-1") and
 // systemd-bless-boot's ("+2-1" → no counter) are systemd's, with the same
-// flaw. They rename only the entry of the slot being tried, while the
+// flaw; systemd-bless-boot syncs the directory but not the file, so until
+// the kernel writes the inode back the blessed name is empty on the disk
+// and a cut then boots the other slot. They rename only the entry of the slot being tried, while the
 // other slot's entry, untouched, is the fallback: a cut that leaves both
 // names boots that slot either way; one that leaves neither boots the
 // fallback; and since Apply refuses to write over the other slot until

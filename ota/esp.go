@@ -90,6 +90,21 @@ func (d ESPDir) Rename(oldname, newname string) error {
 	if err := os.Rename(d.path(oldname), d.path(newname)); err != nil {
 		return err
 	}
+	// Linux's vfat writes the new directory entry with no clusters and
+	// size 0 and fills them in only when the file's inode is written: a
+	// synced directory alone would keep an empty file under the new name
+	// (a QEMU power-cut test saw systemd-boot ignore such an entry).
+	f, err := os.Open(d.path(newname))
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", newname, err)
+	}
 	return atomicfile.SyncDir(filepath.Dir(d.path(newname)))
 }
 
