@@ -243,7 +243,10 @@ func lifecycle(tb testing.TB, mem int) []phasePeak {
 		if p.bitcoind+p.fulcrum > limit {
 			tb.Errorf("%d MiB, %s: bitcoind %d + Fulcrum %d MiB > MemTotal %d - 512 MiB", mem, ph.label, p.bitcoind, p.fulcrum, memTotal)
 		}
-		if ph.label == "IBD" && p.fulcrum != 0 {
+		// Fulcrum waits through IBD at these sizes. A sample can catch its
+		// unit starting just as bitcoind leaves IBD (a few MiB); Fulcrum
+		// running would show its base of 400 MiB and more.
+		if ph.label == "IBD" && p.fulcrum > 64 {
 			tb.Errorf("%d MiB: Fulcrum took %d MiB during IBD, when it waits", mem, p.fulcrum)
 		}
 		if p.bitcoind == 0 {
