@@ -17,6 +17,15 @@ const (
 	// (for a lab network). Without it, only https:// and registries over
 	// TLS are used.
 	UpdateInsecurePath = "/usr/share/nodebake/update-insecure"
+	// UpdateSchedulePath holds image.yaml's update.schedule (Schedule),
+	// when it sets one: nodectl update auto reboots only inside it.
+	UpdateSchedulePath = "/usr/share/nodebake/update-schedule"
+	// UpdatePausePath exists while automatic updates are paused (nodectl
+	// update pause); it holds the time they resume by themselves, or
+	// nothing: until nodectl update resume.
+	UpdatePausePath = "/data/.nodebake/update-paused"
+	// AutoUpdatePath records what the last automatic update run did.
+	AutoUpdatePath = "/data/.nodebake/auto-update.json"
 	// KeyRotationsPath holds the key rotation statements the device has
 	// accepted from its channels. Each is signed by the key it replaces,
 	// so the file is checked again on every load: starting from the baked

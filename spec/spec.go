@@ -129,6 +129,12 @@ type Update struct {
 	// Insecure lets devices reach their source over plain HTTP (an
 	// http:// URL, a registry without TLS): for a lab network only.
 	Insecure bool `yaml:"insecure"`
+	// Schedule turns on automatic updates: "daily 03:00-05:00" or
+	// "sat,sun 22:00-02:00" (contract.ParseSchedule), in the device's
+	// time (UTC). A timer checks the source when the window opens;
+	// the device downloads, installs and reboots inside the window.
+	// Off when empty.
+	Schedule string `yaml:"schedule"`
 }
 
 // Disk sizes the partitions of the image file. The data partition is grown

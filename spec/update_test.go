@@ -26,6 +26,11 @@ func TestUpdate(t *testing.T) {
 	if err != nil || !s.Update.Insecure {
 		t.Errorf("insecure http source: %+v, %v", s.Update, err)
 	}
+	// A schedule turns on automatic updates.
+	s, err = Parse([]byte(minimal+"update:\n  public_key: "+testUpdateKey+"\n  source: oci://ghcr.io/me/minibolt:stable\n  schedule: sat,sun 22:00-02:00\n"), "image.yaml", t.TempDir())
+	if err != nil || s.Update.Schedule != "sat,sun 22:00-02:00" {
+		t.Errorf("schedule: %+v, %v", s.Update, err)
+	}
 	// No update section: updates are off.
 	if s, err := Parse([]byte(minimal), "image.yaml", t.TempDir()); err != nil || s.Update != nil {
 		t.Errorf("without update: %+v, %v", s.Update, err)
@@ -48,6 +53,12 @@ func TestUpdateRejects(t *testing.T) {
 			`image.yaml:6: update.source: update source "http://updates.example.org/minibolt/": plain http`},
 		"source ftp": {"update:\n  public_key: " + testUpdateKey + "\n  source: ftp://example.org/x/\n",
 			"image.yaml:6: update.source: "},
+		"schedule without source": {"update:\n  public_key: " + testUpdateKey + "\n  schedule: daily 03:00-05:00\n",
+			"image.yaml:6: update.schedule: automatic updates need update.source"},
+		"schedule bad": {"update:\n  public_key: " + testUpdateKey + "\n  source: oci://ghcr.io/me/minibolt:stable\n  schedule: nightly\n",
+			`image.yaml:7: update.schedule: schedule "nightly": want "daily HH:MM-HH:MM"`},
+		"schedule injects": {"update:\n  public_key: " + testUpdateKey + "\n  source: oci://ghcr.io/me/minibolt:stable\n  schedule: \"daily 03:00-05:00\\n[Service]\"\n",
+			`image.yaml:7: update.schedule: schedule "daily 03:00-05:00\n[Service]": want`},
 		"unknown field": {"update:\n  public_key: " + testUpdateKey + "\n  channel: beta\n",
 			`image.yaml:6: update.channel: unknown field "channel"`},
 	} {

@@ -246,6 +246,13 @@ func (s *Spec) validate() Errors {
 				bad("update.source", "%v", err)
 			}
 		}
+		if u.Schedule != "" {
+			if _, err := contract.ParseSchedule(u.Schedule); err != nil {
+				bad("update.schedule", "%v", err)
+			} else if u.Source == "" {
+				bad("update.schedule", "automatic updates need update.source to look in")
+			}
+		}
 	}
 
 	d := s.Disk

@@ -28,6 +28,10 @@ const updateUsage = `usage: nodectl update <command> [flags]
                                       install it into the other slot; it boots next, on trial
   status                              slots, boot entries, versions that failed here
   rollback                            boot the other slot next (it gets three tries)
+  auto                                one automatic update run (nodebake-update.timer starts it in the
+                                      window of image.yaml's update.schedule): check, install, reboot
+  pause    [-for DURATION|-until TIME] hold automatic updates back (default: until resume)
+  resume                              let automatic updates run again
 SRC is oci://REGISTRY/REPOSITORY:TAG or the https:// URL of a folder written by nodebake publish
 (plain http only if the image sets update.insecure); its signed channel statement must be fresh and
 name the bundle. BUNDLE is a bundle folder or .tar file copied onto the device: no channel is checked.`
@@ -47,6 +51,12 @@ func updateCmd(args []string, stdout io.Writer) error {
 		return updateStatus(args[1:], stdout)
 	case "rollback":
 		return rollbackCmd(args[1:], stdout)
+	case "auto":
+		return updateAuto(ctx, args[1:], stdout)
+	case "pause":
+		return updatePause(args[1:], stdout)
+	case "resume":
+		return updateResume(args[1:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, updateUsage)
 		return nil
@@ -393,6 +403,9 @@ func updateStatus(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "source     %s\n", src)
 		now := time.Now()
+		if err := autoStatus(root, now, stdout); err != nil {
+			return err
+		}
 		for _, text := range slices.Sorted(maps.Keys(s.Channels)) {
 			c := s.Channels[text]
 			valid := "expires in " + ota.Ago(c.Expires.Sub(now))

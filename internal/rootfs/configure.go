@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/overlays"
@@ -82,7 +83,9 @@ func Configure(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 		return nil, fmt.Errorf("tmp.mount: %w", err)
 	}
 	t.WriteFile("etc/systemd/system/tmp.mount", tmp, 0o644, tree.Root)
-	updates(t, s)
+	if err := updates(t, s); err != nil {
+		return nil, err
+	}
 	units = append(units[:len(units):len(units)], updateUnits...)
 	for _, u := range units {
 		if err := Enable(t, u); err != nil {
@@ -218,15 +221,15 @@ var updateUnits = []string{"efi.automount", "nodebake-health.service"}
 
 // updates prepares the root for over-the-air updates: the ESP's mount unit,
 // which names this image's ESP by its PARTUUID (efi.automount, from the
-// base overlay, mounts it), and the update key and source the spec names.
-// Without a key nothing is baked in, and nodectl update refuses every
-// bundle.
-func updates(t *tree.Tree, s *spec.Spec) {
+// base overlay, mounts it), the update key and source the spec names, and
+// with a schedule, the timer of automatic updates. Without a key nothing
+// is baked in, and nodectl update refuses every bundle.
+func updates(t *tree.Tree, s *spec.Spec) error {
 	mnt := strings.TrimPrefix(contract.ESPMount, "/")
 	t.MkdirAll(mnt, 0o700, tree.Root)
 	t.WriteFile("etc/systemd/system/efi.mount", espMount(contract.UUID(s.Name, contract.ESP)), 0o644, tree.Root)
 	if s.Update == nil {
-		return
+		return nil
 	}
 	// The spec has validated both; the files hold one line each.
 	t.WriteFile(strings.TrimPrefix(contract.UpdateKeyPath, "/"), []byte(strings.TrimSpace(s.Update.PublicKey)+"\n"), 0o644, tree.Root)
@@ -236,6 +239,36 @@ func updates(t *tree.Tree, s *spec.Spec) {
 	if s.Update.Insecure {
 		t.WriteFile(strings.TrimPrefix(contract.UpdateInsecurePath, "/"), []byte("true\n"), 0o644, tree.Root)
 	}
+	if s.Update.Schedule != "" {
+		sc, err := contract.ParseSchedule(s.Update.Schedule)
+		if err != nil {
+			return err
+		}
+		t.WriteFile(strings.TrimPrefix(contract.UpdateSchedulePath, "/"), []byte(sc.String()+"\n"), 0o644, tree.Root)
+		t.WriteFile("etc/systemd/system/nodebake-update.timer", updateTimer(sc), 0o644, tree.Root)
+		return Enable(t, "nodebake-update.timer")
+	}
+	return nil
+}
+
+// updateTimer starts nodebake-update.service when sc's window opens, at a
+// random moment in its first quarter (an hour at most), so that a fleet
+// does not ask its source all at once, and leaves the rest of the window
+// to download and reboot.
+func updateTimer(sc contract.Schedule) []byte {
+	spread := min(sc.Length/4, time.Hour)
+	return fmt.Appendf(nil, `# nodebake: the automatic update window from image.yaml's update.schedule.
+[Unit]
+Description=nodebake automatic update window: %s
+
+[Timer]
+OnCalendar=%s
+RandomizedDelaySec=%d
+AccuracySec=1min
+
+[Install]
+WantedBy=timers.target
+`, sc, sc.OnCalendar(), int(spread.Seconds()))
 }
 
 // espMount is the mount unit of the ESP at contract.ESPMount. It is written

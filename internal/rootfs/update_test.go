@@ -63,6 +63,28 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 	if got := read(t, insecure, strings.TrimPrefix(contract.UpdateInsecurePath, "/")); got != "true\n" {
 		t.Errorf("%s: %q", contract.UpdateInsecurePath, got)
 	}
+	// update.schedule: the window for nodectl, and the timer that opens it.
+	s.Update = &spec.Update{PublicKey: testUpdateKey, Source: "oci://ghcr.io/me/node:stable", Schedule: "sat,sun 22:00-02:00"}
+	auto := debianish(t)
+	if _, err := Configure(auto, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, auto, strings.TrimPrefix(contract.UpdateSchedulePath, "/")); got != "sat,sun 22:00-02:00\n" {
+		t.Errorf("%s: %q", contract.UpdateSchedulePath, got)
+	}
+	timer := read(t, auto, "etc/systemd/system/nodebake-update.timer")
+	for _, want := range []string{"OnCalendar=Sun,Sat *-*-* 22:00:00\n", "RandomizedDelaySec=3600\n", "WantedBy=timers.target"} {
+		if !strings.Contains(timer, want) {
+			t.Errorf("nodebake-update.timer lacks %q:\n%s", want, timer)
+		}
+	}
+	if e, ok := auto.Get("etc/systemd/system/timers.target.wants/nodebake-update.timer"); !ok || e.Link != "/etc/systemd/system/nodebake-update.timer" {
+		t.Errorf("nodebake-update.timer is not enabled: %+v", e)
+	}
+	if svc := read(t, auto, "etc/systemd/system/nodebake-update.service"); !strings.Contains(svc, "ExecStart=/usr/bin/nodectl update auto\n") {
+		t.Errorf("nodebake-update.service:\n%s", svc)
+	}
+
 	var back struct {
 		Update *contract.Update `json:"update"`
 	}
@@ -83,6 +105,11 @@ func TestUpdateUnitsAndKey(t *testing.T) {
 	}
 	if m.Update != nil || strings.Contains(string(m.JSON()), `"update"`) {
 		t.Errorf("manifest update: %+v", m.Update)
+	}
+	for _, p := range []string{strings.TrimPrefix(contract.UpdateSchedulePath, "/"), "etc/systemd/system/nodebake-update.timer", "etc/systemd/system/timers.target.wants/nodebake-update.timer"} {
+		if _, ok := tr.Get(p); ok {
+			t.Errorf("%s in an image without update.schedule", p)
+		}
 	}
 	if _, ok := tr.Get("etc/systemd/system/efi.mount"); !ok {
 		t.Error("no efi.mount")
