@@ -23,10 +23,12 @@ Usage:
   nodebake bundle  -k KEY [-o BUNDLE.tar|DIR] IMAGE
   nodebake publish -k KEY [--expires 168h] BUNDLE oci://REGISTRY/REPOSITORY:TAG|DIR
   nodebake publish -k KEY [--expires 168h] --refresh oci://REGISTRY/REPOSITORY:TAG|DIR
+  nodebake release -k KEY --to oci://REGISTRY/REPOSITORY:TAG|DIR [-f image.yaml] [--image IMAGE]
 
 keygen makes the key pair that signs updates; bundle makes a signed update
 from a built image; publish pushes it to a registry, or writes it into a
-folder for any web server.
+folder for any web server; release does build, bundle and publish in one and
+reads the result back as devices will see it.
 
 Run "nodebake COMMAND -h" for a command's flags.
 `
@@ -45,6 +47,7 @@ func main() {
 		"keygen":  cmdKeygen,
 		"bundle":  cmdBundle,
 		"publish": cmdPublish,
+		"release": cmdRelease,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {

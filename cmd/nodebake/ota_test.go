@@ -260,3 +260,59 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("the bundle signed by the third key: %v", err)
 	}
 }
+
+// release bundles and publishes a built image (--image: the build is
+// the QEMU suite's to run) and reads back what devices will see; a
+// destination that serves something else is caught.
+func TestRelease(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "update")
+	if err := keygen([]string{"-o", key}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ota.LoadPublicKey(key + ".pub")
+	img := otatest.Image{Name: "node", Version: "2.0.0", UpdateKey: ota.FormatPublicKey(pub)}.Build(t, dir)
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := "oci://" + strings.TrimPrefix(srv.URL, "http://") + "/node/stable:latest"
+	www := filepath.Join(dir, "www")
+	for _, to := range []string{ref, www} {
+		var out, warn bytes.Buffer
+		if err := release(ctx, []string{"-k", key, "--to", to, "--image", img}, &out, &warn); err != nil {
+			t.Fatalf("release --to %s: %v\n%s%s", to, err, out.String(), warn.String())
+		}
+		for _, want := range []string{"==> release: bundle " + img, "==> release: publish to " + to,
+			"devices looking at " + to + " now see node 2.0.0 (channel counter 1, valid until ", "signed by key " + ota.KeyID(pub)} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("release --to %s: output lacks %q:\n%s", to, want, out.String())
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "nodebake-release-*")); len(left) != 0 {
+			t.Errorf("release left %v", left)
+		}
+	}
+	// The folder counts on with every release.
+	if err := release(ctx, []string{"-q", "-k", key, "--to", www, "--image", img}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ota.ParseChannel(readFile(t, filepath.Join(www, ota.ChannelFile))); err != nil || c.Counter != 2 {
+		t.Errorf("the folder's statement after a second release: %+v, %v", c, err)
+	}
+
+	// Someone else's key signs what the folder serves: the read-back
+	// refuses it.
+	other := filepath.Join(dir, "other")
+	if err := keygen([]string{"-o", other}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(ctx, []string{"-q", "-k", other, "--to", filepath.Join(dir, "www2"), "--image", img}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := seenByDevices(ctx, filepath.Join(dir, "www2"), pub, io.Discard); err == nil || !strings.Contains(err.Error(), "reading back") {
+		t.Errorf("a folder signed by another key: %v", err)
+	}
+	if err := release(ctx, []string{"-k", key, img}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "want -k KEY and --to") {
+		t.Errorf("release without --to: %v", err)
+	}
+}
