@@ -55,7 +55,7 @@ func TestFulcrumUpgrade(t *testing.T) {
 	if with1 == keyedSpec {
 		t.Fatal(`image.yaml pins no Fulcrum version "2.1.1" to swap`)
 	}
-	base1, _, _, err := releases.DemoSpec([]byte(with1), baseURL)
+	base1, err := demoSpec([]byte(with1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestFulcrumUpgrade(t *testing.T) {
 	images, bundle := map[string]string{}, filepath.Join(dir, up2+".bundle")
 	var name, source string
 	for v, base := range map[string][]byte{up1: base1, up2: base2} {
-		spec, n, err := otaSpec(base, v, ota.FormatPublicKey(pub), "")
+		spec, n, err := otaSpec(base, v, ota.FormatPublicKey(pub), "", "")
 		if err != nil {
 			t.Fatal(err)
 		}

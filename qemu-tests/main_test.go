@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
 
 	"github.com/nodebake/nodebake/qemu-tests/standin"
 )
@@ -84,7 +85,7 @@ func setup() (int, error) {
 		return 1, err
 	}
 	baseURL, stopServer = standin.Serve(releases.Dir)
-	demo, _, _, err := releases.DemoSpec([]byte(withKey), baseURL)
+	demo, err := demoSpec([]byte(withKey))
 	if err != nil {
 		return 1, err
 	}
@@ -104,4 +105,37 @@ func setup() (int, error) {
 		return 1, fmt.Errorf("nodebake build: %v", err)
 	}
 	return 0, nil
+}
+
+// demoSpec is spec with the stand-in releases served here (DemoSpec) and
+// strace (withStrace).
+func demoSpec(spec []byte) ([]byte, error) {
+	demo, _, _, err := releases.DemoSpec(spec, baseURL)
+	if err != nil {
+		return nil, err
+	}
+	return withStrace(demo)
+}
+
+// withStrace adds the Debian package strace to a spec: TestPowerCutESP
+// stops nodectl and systemd-bless-boot with it at each change to the ESP.
+// Every image the tests build starts from this spec, so all of them share
+// one Debian userland, which mmdebstrap makes once (minutes) and the build
+// cache keeps by package list.
+func withStrace(spec []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(spec, &doc); err != nil {
+		return nil, err
+	}
+	debian := standin.YAMLValue(doc.Content[0], "debian")
+	if debian == nil {
+		return nil, fmt.Errorf("the spec has no debian section to add strace to")
+	}
+	packages := standin.YAMLValue(debian, "packages")
+	if packages == nil {
+		packages = &yaml.Node{Kind: yaml.SequenceNode}
+	}
+	packages.Content = append(packages.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "strace"})
+	standin.YAMLSet(debian, "packages", packages)
+	return yaml.Marshal(&doc)
 }

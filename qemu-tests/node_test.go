@@ -204,7 +204,7 @@ func TestFulcrum1x(t *testing.T) {
 	if in == keyedSpec {
 		t.Fatal(`image.yaml pins no Fulcrum version "2.1.1" to swap`)
 	}
-	spec, _, _, err := releases.DemoSpec([]byte(in), baseURL)
+	spec, err := demoSpec([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,17 @@ type otaFixture struct {
 	www     string
 	port    int
 	source  string // the images' update source, as the guest sees it
+	// schedule is the images' update window: open from an hour before
+	// the tests started until six hours after, so that the timer does
+	// not fire by itself while they run, and nodebake-update.service,
+	// started by hand, may reboot.
+	schedule string
+}
+
+// openWindow is such a window around now, in UTC (the guest's time).
+func openWindow(now time.Time) string {
+	now = now.UTC()
+	return fmt.Sprintf("daily %s-%s", now.Add(-time.Hour).Format("15:04"), now.Add(6*time.Hour).Format("15:04"))
 }
 
 var (
@@ -65,7 +76,8 @@ func setupOTA(tb testing.TB) *otaFixture {
 
 func buildOTAFixture() (*otaFixture, error) {
 	dir := filepath.Join(work, "ota")
-	f := &otaFixture{key: filepath.Join(dir, "keys", "update"), images: map[string]string{}, bundles: map[string]string{}, www: filepath.Join(dir, "www")}
+	f := &otaFixture{key: filepath.Join(dir, "keys", "update"), images: map[string]string{}, bundles: map[string]string{}, www: filepath.Join(dir, "www"),
+		schedule: openWindow(time.Now())}
 	if out, err := exec.Command(nodebakeBin, "keygen", "-o", f.key).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nodebake keygen: %v\n%s", err, out)
 	}
@@ -96,7 +108,7 @@ func buildOTAFixture() (*otaFixture, error) {
 		if v == v3 {
 			overlay = broken
 		}
-		spec, name, err := otaSpec(base, v, ota.FormatPublicKey(pub), overlay)
+		spec, name, err := otaSpec(base, v, ota.FormatPublicKey(pub), f.schedule, overlay)
 		if err != nil {
 			return nil, err
 		}
@@ -139,9 +151,9 @@ func (f *otaFixture) publish(version, dest string) error {
 
 // otaSpec is the spec base with the version replaced, an update section
 // (public key, source "@SOURCE@", insecure: the host's registry and web
-// server speak plain HTTP) and, if overlay is set, that overlay folder
-// added. It returns the image name too.
-func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, error) {
+// server speak plain HTTP), the schedule if not "", and, if overlay is
+// set, that overlay folder added. It returns the image name too.
+func otaSpec(base []byte, version, publicKey, schedule, overlay string) ([]byte, string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(base, &doc); err != nil {
 		return nil, "", err
@@ -149,10 +161,14 @@ func otaSpec(base []byte, version, publicKey, overlay string) ([]byte, string, e
 	root := doc.Content[0]
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 	standin.YAMLSet(root, "version", str(version))
-	standin.YAMLSet(root, "update", &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+	update := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
 		str("public_key"), str(publicKey), str("source"), str("@SOURCE@"),
 		str("insecure"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"},
-	}})
+	}}
+	if schedule != "" {
+		update.Content = append(update.Content, str("schedule"), str(schedule))
+	}
+	standin.YAMLSet(root, "update", update)
 	if overlay != "" {
 		list := standin.YAMLValue(root, "overlays")
 		if list == nil {
@@ -440,16 +456,16 @@ func TestOTA(t *testing.T) {
 		t.Errorf("left on the ESP: %s", left)
 	}
 
-	t.Log("v3, whose boot assessment fails, installed whole")
-	if out := d.sh("sudo nodectl update apply 2>&1"); !strings.Contains(out, "slot a holds "+f.name+" "+v3+" and boots next") {
-		t.Fatalf("apply:\n%s", out)
+	t.Log("v3, whose boot assessment fails, installed whole by the automatic update unit, which reboots into it")
+	if got := d.sh("systemctl is-enabled nodebake-update.timer; systemctl is-active nodebake-update.timer"); got != "enabled\nactive" {
+		t.Errorf("nodebake-update.timer: %q", got)
 	}
+	d.sh("sudo systemctl start --no-block nodebake-update.service")
 	// About a minute per try on an idle machine with 2 cores; far more
 	// when other VMs share them.
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	start := time.Now()
-	d.reboot()
 	// systemd-boot tries v3 three times; each time the assessment fails
 	// and the device reboots; then v2 boots again.
 	for try := 1; try <= 3; try++ {
@@ -496,6 +512,18 @@ func TestOTA(t *testing.T) {
 	}
 	if out := d.fails("sudo nodectl update rollback"); !strings.Contains(out, "slot a failed to boot") {
 		t.Errorf("rollback to the failed slot:\n%s", out)
+	}
+	// The automatic run that installed v3 said so before it rebooted; the
+	// next one skips it.
+	if out := d.sh("sudo journalctl --no-pager -o cat -u nodebake-update.service"); !strings.Contains(out, "rebooting into "+v3) {
+		t.Errorf("nodebake-update.service's run before the trials:\n%s", out)
+	}
+	d.sh("sudo systemctl start nodebake-update.service")
+	if out := d.sh("sudo nodectl update status"); !strings.Contains(out, "automatic  "+f.schedule) || !strings.Contains(out, "skipped "+v3+": it failed to boot here before") {
+		t.Errorf("status after an automatic run:\n%s", out)
+	}
+	if e := d.entries(); e != "nodebake-a+0-3.conf nodebake-b.conf" {
+		t.Errorf("entries after the automatic run: %s", e)
 	}
 	sameData()
 }

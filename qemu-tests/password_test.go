@@ -44,12 +44,21 @@ func TestOneTimeConsolePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if spec, err = withStrace(spec); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	specFile, img := filepath.Join(dir, "image.yaml"), filepath.Join(dir, "nokeys.img")
 	if err := os.WriteFile(specFile, spec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", img, "--src", "..")
+	// The shared cache: with HOME elsewhere, the build would otherwise
+	// make the Debian userland anew.
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nodebakeBin, "build", "-q", "-f", specFile, "-o", img, "--src", "..", "--cache", filepath.Join(cache, "nodebake"))
 	// A builder with no ~/.ssh/*.pub.
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "SUDO_USER=")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -174,6 +174,23 @@ func TestRealQEMU(t *testing.T) {
 		t.Fatalf("query-status: %s (%v)", status, err)
 	}
 
+	// Pause and Resume stop and restart the guest's CPUs.
+	for _, step := range []struct {
+		do   func(context.Context) error
+		want string
+	}{{vm.Pause, "paused"}, {vm.Resume, "running"}} {
+		if err := step.do(ctx); err != nil {
+			t.Fatal(err)
+		}
+		status, err := vm.current().qmp.execute(ctx, "query-status")
+		if err == nil {
+			err = json.Unmarshal(status, &s)
+		}
+		if err != nil || s.Status != step.want {
+			t.Errorf("query-status: %s (%v), want %s", status, err, step.want)
+		}
+	}
+
 	// The forward listens on loopback only.
 	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
