@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
+	spdxjson "github.com/spdx/tools-golang/json"
 )
 
 // bootTimeout covers a first boot under software emulation: ~25 s to
@@ -84,6 +86,41 @@ func (b *booted) run(t *testing.T, cmd string) string {
 func TestBoot(t *testing.T) {
 	g := boot(t, flashed(t), qemu.Options{Snapshot: true})
 
+	t.Run("bill of materials", func(t *testing.T) {
+		// Every Debian package the device has is in the SPDX document
+		// beside the image, at the version the device's dpkg reports.
+		f, err := os.Open(build.SBOMPath(image))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		doc, err := spdxjson.Read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]string{}
+		for _, p := range doc.Packages {
+			listed[p.PackageName] = p.PackageVersion
+		}
+		installed := strings.Split(g.run(t, `dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | awk '$1 == "installed" {print $2, $3}'`), "\n")
+		if len(installed) < 100 {
+			t.Fatalf("dpkg-query lists %d installed packages", len(installed))
+		}
+		for _, line := range installed {
+			name, version, _ := strings.Cut(line, " ")
+			if listed[name] != version {
+				t.Errorf("%s %s is installed; the bill of materials has %q", name, version, listed[name])
+			}
+		}
+		if len(listed) != len(installed)+3 {
+			t.Errorf("the bill of materials lists %d packages; want the image, Bitcoin Core, Fulcrum and the %d installed", len(listed), len(installed))
+		}
+		for _, kind := range []string{"bitcoin-core", "fulcrum"} {
+			if listed[kind] == "" {
+				t.Errorf("no %s release in the bill of materials", kind)
+			}
+		}
+	})
 	t.Run("flashed partition table", func(t *testing.T) {
 		labels := strings.Fields(g.run(t, "lsblk -n -r -o PARTLABEL /dev/vda"))
 		if strings.Join(labels, " ") != "esp root-a root-b data" {
