@@ -55,6 +55,7 @@ var Programs = []Tool{
 	{"fsck.vfat", "dosfstools"},
 	{"mmd", "mtools"},
 	{"mcopy", "mtools"},
+	{"mtype", "mtools"},
 	{"mkfs.ext4", "e2fsprogs"},
 	{"e2fsck", "e2fsprogs"},
 	{"resize2fs", "e2fsprogs"}, // also run by the device's first-boot agent

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/contract"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx/v2/common"
 	"github.com/spdx/tools-golang/spdxlib"
-	"github.com/nodebake/nodebake/contract"
 )
 
 var testImage = Image{
