@@ -283,3 +283,51 @@ func TestOpenImageRefusesTruncatedRaw(t *testing.T) {
 		t.Fatal("OpenImage accepted an image shorter than its GPT says")
 	}
 }
+
+// failing fails the writes past its first few, as a disk pulled out would.
+type failing struct {
+	*os.File
+	left int
+}
+
+func (f *failing) WriteAt(b []byte, off int64) (int, error) {
+	if f.left == 0 {
+		return 0, errors.New("input/output error")
+	}
+	f.left--
+	return f.File.WriteAt(b, off)
+}
+
+// A flash that stops half-way leaves no partition table (the first MiB is
+// zeroed first and written last), not the disk's old one over new contents.
+func TestWriteInterruptedLeavesNoTable(t *testing.T) {
+	ti := newTestImage(t)
+	old, err := os.ReadFile(ti.path) // the disk's past: a valid table
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(dev, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := OpenImage(ti.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := Write(context.Background(), img, &failing{File: f, left: 2}, Options{}); err == nil {
+		t.Fatal("Write succeeded on a failing device")
+	}
+	head := make([]byte, mib)
+	if _, err := f.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !isZero128(head) {
+		t.Fatal("an interrupted flash left a partition table in the first MiB")
+	}
+}
