@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,10 +42,15 @@ func humanSize(n int64) string {
 // a partition rather than a whole disk, a disk with a mounted (or swap)
 // partition, and the disk holding this system's / or /boot. root is where
 // /proc and /sys are read ("/" on a real system; tests pass a fake tree).
-// A path that does not exist is a new regular file.
+// A path that does not exist is a new regular file, except under /dev.
 func OpenTarget(root, path string) (*Target, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
+		// A disk that is not there (a typo, an SSD not plugged in) must
+		// not become a new file in /dev that takes the image.
+		if abs, _ := filepath.Abs(path); strings.HasPrefix(abs, "/dev/") {
+			return nil, fmt.Errorf("%s: no such disk: plug it in, or check the name (lsblk lists the disks)", path)
+		}
 		return &Target{Path: path}, nil
 	}
 	if err != nil {
@@ -56,16 +62,25 @@ func OpenTarget(root, path string) (*Target, error) {
 	case st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0:
 		return nil, fmt.Errorf("%s is neither a block device nor a regular file", path)
 	}
-	sys, ok := st.Sys().(*unix.Stat_t)
-	if !ok {
-		return nil, fmt.Errorf("%s: cannot read its device number", path)
+	devno, err := devNumber(st)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	devno := fmt.Sprintf("%d:%d", unix.Major(uint64(sys.Rdev)), unix.Minor(uint64(sys.Rdev)))
 	name, err := nameOf(root, devno)
 	if err != nil {
 		return nil, fmt.Errorf("%s (device %s): %w", path, devno, err)
 	}
 	return checkDisk(root, path, name)
+}
+
+// devNumber is a device file's "major:minor", as sysfs and mountinfo
+// write it.
+func devNumber(st os.FileInfo) (string, error) {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", errors.New("cannot read its device number")
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(uint64(sys.Rdev)), unix.Minor(uint64(sys.Rdev))), nil
 }
 
 // checkDisk describes the disk called name in sysfs and refuses it when it

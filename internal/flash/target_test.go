@@ -117,4 +117,20 @@ func TestOpenTargetFiles(t *testing.T) {
 	if _, err := OpenTarget("/", "/dev/null"); err == nil {
 		t.Fatal("OpenTarget accepted a character device")
 	}
+	// A missing disk is not a new file in /dev.
+	if _, err := OpenTarget("/", "/dev/sdz-nodebake-test"); err == nil || !strings.Contains(err.Error(), "no such disk") {
+		t.Fatalf("a disk that is not there: %v, want no such disk", err)
+	}
+}
+
+// The device number is read from the stat of the device file (os.Stat
+// gives a syscall.Stat_t): /dev/null is 1:3 on every Linux.
+func TestDevNumber(t *testing.T) {
+	st, err := os.Stat("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := devNumber(st); got != "1:3" || err != nil {
+		t.Fatalf("devNumber(/dev/null) = %q, %v; want 1:3", got, err)
+	}
 }
