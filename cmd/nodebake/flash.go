@@ -50,11 +50,8 @@ func runFlash(ctx context.Context, args []string, root string, in io.Reader, out
 	if same(imgPath, devPath) {
 		return fmt.Errorf("flash: %s is the image itself", devPath)
 	}
-	switch {
-	case t.Block && t.Size < img.Size:
-		return fmt.Errorf("flash: %s holds %d bytes but the image needs %d: use a larger disk", t, t.Size, img.Size)
-	case !t.Block && t.Size > 0 && t.Size < img.Size:
-		return fmt.Errorf("flash: %s is %d bytes but the image needs %d: grow it first (truncate -s %d %s) or name a new file", devPath, t.Size, img.Size, img.Size, devPath)
+	if err := t.Fits(img.Size); err != nil {
+		return fmt.Errorf("flash: %w", err)
 	}
 	fmt.Fprintf(out, "nodebake flash: %s (%s) onto %s\n", imgPath, progress.MB(img.Size), t)
 	if !*yes {

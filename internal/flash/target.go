@@ -34,6 +34,18 @@ func (t *Target) String() string {
 	return fmt.Sprintf("%s: %s, %s", t.Path, model, humanSize(t.Size))
 }
 
+// Fits refuses a target smaller than an image of size bytes. A new or
+// empty regular file is made the image's size.
+func (t *Target) Fits(size int64) error {
+	switch {
+	case t.Block && t.Size < size:
+		return fmt.Errorf("%s holds %d bytes but the image needs %d: use a larger disk", t, t.Size, size)
+	case !t.Block && t.Size > 0 && t.Size < size:
+		return fmt.Errorf("%s is %d bytes but the image needs %d: grow it first (truncate -s %d %s) or name a new file", t.Path, t.Size, size, size, t.Path)
+	}
+	return nil
+}
+
 func humanSize(n int64) string {
 	return fmt.Sprintf("%.1f GB (%.1f GiB)", float64(n)/1e9, float64(n)/(1<<30))
 }

@@ -81,6 +81,26 @@ func TestCheckDisk(t *testing.T) {
 	}
 }
 
+func TestFits(t *testing.T) {
+	root := fakeRoot(t, "", "")
+	ssd, err := checkDisk(root, "/dev/sdb", "sdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ssd.Fits(ssd.Size); err != nil {
+		t.Errorf("an image the disk's size: %v", err)
+	}
+	if err := ssd.Fits(ssd.Size + 512); err == nil || !strings.Contains(err.Error(), "use a larger disk") {
+		t.Errorf("an image larger than the disk: %v", err)
+	}
+	if err := (&Target{Path: "new.img"}).Fits(1 << 30); err != nil {
+		t.Errorf("a new file: %v", err)
+	}
+	if err := (&Target{Path: "old.img", Size: 4096}).Fits(1 << 30); err == nil || !strings.Contains(err.Error(), "truncate -s") {
+		t.Errorf("a small file: %v", err)
+	}
+}
+
 func TestCheckDiskRefuses(t *testing.T) {
 	for _, c := range []struct {
 		name, disk, mountinfo, swaps, want string
