@@ -45,7 +45,7 @@ check:
 	$(GO) run ./internal/hostcheck -build "$(BUILD_PACKAGES)" -test "$(TEST_PACKAGES)"
 	@out=$$($(GO) run golang.org/x/tools/cmd/deadcode -test -tags qemu ./...) || exit 1; if [ -n "$$out" ]; then echo "dead code (unreachable from any command or test): remove it"; echo "$$out"; exit 1; fi
 
-.PHONY: check image demo-image test unit qemu-test bench fuzz deps-build deps-test clean
+.PHONY: check image demo-image qemu test unit qemu-test bench fuzz deps-build deps-test clean
 
 # The real image: downloads and verifies the official Bitcoin Core and Fulcrum
 # releases (a machine without internet stops there; see --mirror in README).
@@ -56,6 +56,14 @@ image: deps-build
 # nodebake without internet. It says DEMO everywhere; not for real use.
 demo-image: deps-build
 	$(GO) run ./qemu-tests/standin/demo -spec $(SPEC) -o $(OUT)/ -- --compress zstd
+
+# Boots IMAGE under QEMU (nodebake qemu), first installing what that needs:
+# QEMU and the UEFI firmware.
+QEMU_PACKAGES := qemu-system-x86 ovmf
+qemu:
+	@test -n "$(IMAGE)" || { echo "usage: make qemu IMAGE=out/NAME-VERSION.img"; exit 2; }
+	@scripts/apt-install $(QEMU_PACKAGES)
+	$(GO) run ./cmd/nodebake qemu $(IMAGE)
 
 test: deps-test unit qemu-test
 

@@ -3,7 +3,7 @@
 //
 //	spec → verified releases → userland (mmdebstrap, cached) → tree + configuration → squashfs
 //	     → dm-verity → initramfs (Go /init) → ESP (systemd-boot, entry per slot)
-//	     → GPT disk → checksum, manifest, optional .zst
+//	     → GPT disk → checksum, manifest, bill of materials (SPDX), optional .zst
 //
 // Everything is written into a work folder beside the output and the image
 // is renamed into place only when complete.
@@ -189,6 +189,12 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		}
 		line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(o.Output))
 		return os.WriteFile(outputs.temp(o.Output+".sha256"), []byte(line), 0o644)
+	}); err != nil {
+		return nil, err
+	}
+
+	if err := log.stage("bill of materials", "SPDX 2.3: Debian packages and verified releases", func() error {
+		return writeSBOM(outputs.temp(SBOMPath(o.Output)), t, s, o.Output, res.SHA256, sbomCreator(o), epoch, releases)
 	}); err != nil {
 		return nil, err
 	}

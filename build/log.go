@@ -52,5 +52,5 @@ func (l *stageLog) done(r *Result) {
 	if l.w == nil {
 		return
 	}
-	fmt.Fprintf(l.w, "==> built %s in %s\n    sha256 %s\n", r.Image, elapsed(l.start), r.SHA256)
+	fmt.Fprintf(l.w, "==> built %s in %s\n    sha256 %s\n    bill of materials %s\n", r.Image, elapsed(l.start), r.SHA256, SBOMPath(r.Image))
 }

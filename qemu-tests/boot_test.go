@@ -4,9 +4,12 @@ package qemutests
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -14,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/testvm"
 	"github.com/nodebake/nodebake/qemu-tests/internal/guest"
+	spdxjson "github.com/spdx/tools-golang/json"
 )
 
 // bootTimeout covers a first boot under software emulation: ~25 s to
@@ -75,8 +80,53 @@ func (b *booted) run(t *testing.T, cmd string) string {
 	return strings.TrimSpace(out)
 }
 
+// TestBoot boots the image as a user gets it onto an SSD: written by
+// nodebake flash onto a disk full of old bytes, so that every region flash
+// skips holds garbage rather than zeros.
 func TestBoot(t *testing.T) {
-	g := boot(t, image, qemu.Options{Snapshot: true})
+	g := boot(t, flashed(t), qemu.Options{Snapshot: true})
+
+	t.Run("bill of materials", func(t *testing.T) {
+		// Every Debian package the device has is in the SPDX document
+		// beside the image, at the version the device's dpkg reports.
+		f, err := os.Open(build.SBOMPath(image))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		doc, err := spdxjson.Read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]string{}
+		for _, p := range doc.Packages {
+			listed[p.PackageName] = p.PackageVersion
+		}
+		installed := strings.Split(g.run(t, `dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | awk '$1 == "installed" {print $2, $3}'`), "\n")
+		if len(installed) < 100 {
+			t.Fatalf("dpkg-query lists %d installed packages", len(installed))
+		}
+		for _, line := range installed {
+			name, version, _ := strings.Cut(line, " ")
+			if listed[name] != version {
+				t.Errorf("%s %s is installed; the bill of materials has %q", name, version, listed[name])
+			}
+		}
+		if len(listed) != len(installed)+3 {
+			t.Errorf("the bill of materials lists %d packages; want the image, Bitcoin Core, Fulcrum and the %d installed", len(listed), len(installed))
+		}
+		for _, kind := range []string{"bitcoin-core", "fulcrum"} {
+			if listed[kind] == "" {
+				t.Errorf("no %s release in the bill of materials", kind)
+			}
+		}
+	})
+	t.Run("flashed partition table", func(t *testing.T) {
+		labels := strings.Fields(g.run(t, "lsblk -n -r -o PARTLABEL /dev/vda"))
+		if strings.Join(labels, " ") != "esp root-a root-b data" {
+			t.Errorf("partitions on the flashed disk: %v, want esp root-a root-b data", labels)
+		}
+	})
 
 	t.Run("multi-user", func(t *testing.T) {
 		// Waits for the boot to finish; "degraded" means a unit failed.
@@ -230,4 +280,36 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// flashed writes the shared image with nodebake flash --yes onto a file of
+// the image's size filled with non-zero garbage and returns the file.
+func flashed(t *testing.T) string {
+	t.Helper()
+	st, err := os.Stat(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := filepath.Join(work, "flashed.img")
+	t.Cleanup(func() { os.Remove(dev) })
+	f, err := os.Create(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 1<<20)
+	rand.Read(junk)
+	for off := int64(0); off < st.Size(); off += int64(len(junk)) {
+		if _, err := f.Write(junk[:min(int64(len(junk)), st.Size()-off)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nodebakeBin, "flash", "--yes", image, dev).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nodebake flash: %v\n%s", err, out)
+	}
+	t.Logf("nodebake flash --yes %s %s:\n%s", filepath.Base(image), filepath.Base(dev), out)
+	return dev
 }

@@ -7,6 +7,7 @@ package spec
 
 import (
 	"fmt"
+	"gopkg.in/yaml.v3"
 
 	"os"
 	"path/filepath"
@@ -162,6 +163,17 @@ func Load(path string) (*Spec, error) {
 		return nil, err
 	}
 	return Parse(b, path, filepath.Dir(abs))
+}
+
+// CheckSyntax reports a YAML syntax error in b as "name:LINE: message",
+// like every other spec error, for tools that read the YAML themselves
+// before nodebake build does (make demo-image rewrites the spec).
+func CheckSyntax(b []byte, name string) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return syntaxError(name, err)
+	}
+	return nil
 }
 
 // Parse is Load for bytes already read; name is used in messages, dir

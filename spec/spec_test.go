@@ -165,3 +165,21 @@ func TestEpoch(t *testing.T) {
 		t.Fatal("accepted SOURCE_DATE_EPOCH=yesterday")
 	}
 }
+
+// make demo-image reads the YAML before nodebake build does: a syntax
+// error there reads like every other spec error (image.yaml:LINE:).
+func TestCheckSyntax(t *testing.T) {
+	b, err := os.ReadFile("../image.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSyntax(b, "image.yaml"); err != nil {
+		t.Fatalf("the repository's image.yaml: %v", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	lines[8] = "\tbad: x"
+	err = CheckSyntax([]byte(strings.Join(lines, "\n")), "image.yaml")
+	if err == nil || err.Error() != "image.yaml:9: found character that cannot start any token" {
+		t.Fatalf("a tab on line 9: %v, want image.yaml:9: found character that cannot start any token", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/nodebake/nodebake/internal/hosttools"
 	"github.com/nodebake/nodebake/internal/qemu"
 )
 
@@ -20,6 +21,9 @@ func cmdQemu(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("qemu: want one image, e.g. nodebake qemu out/minibolt-0.1.0.img")
+	}
+	if err := hosttools.Check(hosttools.Qemu); err != nil {
+		return fmt.Errorf("qemu: %w\n  (or run: make qemu IMAGE=%s)", err, fs.Arg(0))
 	}
 	fwd := []qemu.Forward{{HostPort: *sshPort, GuestPort: 22}, {HostPort: 50001, GuestPort: 50001}, {HostPort: 50002, GuestPort: 50002}}
 	fmt.Fprintf(os.Stderr, "nodebake: booting %s; ssh -p %d admin@127.0.0.1, Electrum on 127.0.0.1:50001/50002; Ctrl-A X quits\n", fs.Arg(0), *sshPort)

@@ -68,3 +68,20 @@ func TestUsage(t *testing.T) {
 		t.Errorf("unknown command: exit %d, %s", code, errs.String())
 	}
 }
+
+// Asking for help is not an error: it prints the usage and exits 0, for the
+// program and for every command.
+func TestHelpExitsZero(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "help"} {
+		var out, errs bytes.Buffer
+		if code := run([]string{arg}, &out, &errs); code != 0 || !strings.Contains(out.String(), "usage: nodectl") {
+			t.Errorf("nodectl %s: exit %d, stdout %q", arg, code, out.String())
+		}
+	}
+	for name := range commands {
+		var out, errs bytes.Buffer
+		if code := run([]string{name, "-h"}, &out, &errs); code != 0 {
+			t.Errorf("nodectl %s -h: exit %d\n%s%s", name, code, out.String(), errs.String())
+		}
+	}
+}

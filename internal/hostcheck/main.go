@@ -47,6 +47,7 @@ var allowed = map[allowKey]string{
 	{"qemu-tests/build_test.go", "nodebakeBin"}:                "the nodebake binary the QEMU tests build",
 	{"qemu-tests/ota_test.go", "nodebakeBin"}:                  "the nodebake binary the QEMU tests build",
 	{"qemu-tests/node_test.go", "nodebakeBin"}:                 "the nodebake binary the QEMU tests build",
+	{"qemu-tests/boot_test.go", "nodebakeBin"}:                 "the nodebake binary the QEMU tests build",
 	{"qemu-tests/password_test.go", "nodebakeBin"}:             "the nodebake binary the QEMU tests build",
 	{"qemu-tests/standin/standin_test.go", "filepath.Join(…)"}: "a stand-in binary the test built",
 	{"qemu-tests/standin/standin_test.go", "bin(…)"}:           "a stand-in binary the test built",

@@ -55,6 +55,7 @@ var Programs = []Tool{
 	{"fsck.vfat", "dosfstools"},
 	{"mmd", "mtools"},
 	{"mcopy", "mtools"},
+	{"mtype", "mtools"},
 	{"mkfs.ext4", "e2fsprogs"},
 	{"e2fsck", "e2fsprogs"},
 	{"resize2fs", "e2fsprogs"}, // also run by the device's first-boot agent
@@ -73,6 +74,10 @@ var Programs = []Tool{
 
 // Build is what `nodebake build` runs.
 var Build = programs("mmdebstrap", "tar2sqfs", "go")
+
+// Qemu is what `nodebake qemu` needs (it forwards host ports only, so no
+// socat); `make qemu` installs their packages (QEMU_PACKAGES).
+var Qemu = programs("qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 // programs picks names from Programs, so that a package is named once.
 func programs(names ...string) []Tool {

@@ -1,6 +1,8 @@
 package hosttools
 
 import (
+	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,5 +33,33 @@ func TestBuildNamesGoWithoutApt(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "go (package "+GoToolchain+")") {
 		t.Errorf("error %q does not name the Go toolchain", err)
+	}
+}
+
+// make qemu installs exactly what nodebake qemu checks for: a newcomer
+// after make demo-image gets QEMU and OVMF, not "qemu-system-x86_64 not
+// found".
+func TestMakeQemuInstallsQemu(t *testing.T) {
+	b, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "QEMU_PACKAGES := "); ok {
+			listed = strings.Fields(v)
+		}
+	}
+	if !strings.Contains(string(b), "@scripts/apt-install $(QEMU_PACKAGES)\n\t$(GO) run ./cmd/nodebake qemu $(IMAGE)") {
+		t.Error("the Makefile's qemu target does not install QEMU_PACKAGES before running nodebake qemu")
+	}
+	var want []string
+	for _, tool := range Qemu {
+		if !slices.Contains(want, tool.Package) {
+			want = append(want, tool.Package)
+		}
+	}
+	if strings.Join(listed, " ") != strings.Join(want, " ") {
+		t.Errorf("QEMU_PACKAGES = %v, want the packages of hosttools.Qemu: %v", listed, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/qemu-tests/standin"
+	"github.com/nodebake/nodebake/spec"
 )
 
 func main() {
@@ -58,6 +60,11 @@ func run(args []string) error {
 	}
 	in, err := os.ReadFile(*specPath)
 	if err != nil {
+		return err
+	}
+	// A syntax error is reported as nodebake build would (file:LINE:)
+	// before the stand-ins take their time to build.
+	if err := spec.CheckSyntax(in, *specPath); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "nodebake-standin-")
@@ -117,5 +124,24 @@ func run(args []string) error {
 			syscall.Kill(-cmd.Process.Pid, s.(syscall.Signal))
 		}
 	}()
-	return cmd.Wait()
+	if err := cmd.Wait(); err != nil {
+		return err
+	}
+	nextSteps(os.Stdout, image)
+	return nil
+}
+
+// nextSteps tells a newcomer what to do with the image just built: boot it
+// here, or write it to an SSD (the .zst when the build made one).
+func nextSteps(w io.Writer, image string) {
+	flashing := image
+	if _, err := os.Stat(image + ".zst"); err == nil {
+		flashing = image + ".zst"
+	}
+	fmt.Fprintf(w, `==> next
+  Boot it here under QEMU (installs qemu-system-x86 and ovmf; Ctrl-A X quits):
+    make qemu IMAGE=%s
+  Or write it to an SSD (lsblk names the disk; flash asks before writing):
+    go build -o nodebake ./cmd/nodebake && sudo ./nodebake flash %s /dev/sdX
+`, image, flashing)
 }

@@ -91,3 +91,20 @@ func TestDemoSpecKeepsChoices(t *testing.T) {
 		}
 	}
 }
+
+// make demo-image ends with the commands that come next: boot the image
+// (make qemu) and write it to an SSD (nodebake flash, the .zst if made).
+func TestNextSteps(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "minibolt-0.1.0-demo.img")
+	var b strings.Builder
+	nextSteps(&b, img)
+	if !strings.Contains(b.String(), "make qemu IMAGE="+img+"\n") || !strings.Contains(b.String(), "nodebake flash "+img+" /dev/sdX") {
+		t.Errorf("without a .zst:\n%s", b.String())
+	}
+	os.WriteFile(img+".zst", nil, 0o644)
+	b.Reset()
+	nextSteps(&b, img)
+	if !strings.Contains(b.String(), "nodebake flash "+img+".zst /dev/sdX") {
+		t.Errorf("with a .zst:\n%s", b.String())
+	}
+}
