@@ -103,6 +103,13 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 
+	mods := s.Kernel.Modules
+	if err := log.stage("kernel modules", "profile "+mods.Profile+extraNote(mods.Extra), func() error {
+		return trimModules(t, s, m.Kernel, log.detail())
+	}); err != nil {
+		return nil, err
+	}
+
 	if m.Artifacts, err = installArtifacts(t, s, releases); err != nil {
 		return nil, err
 	}

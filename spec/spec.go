@@ -34,6 +34,7 @@ type Spec struct {
 	Sysctl     map[string]string `yaml:"sysctl"`
 	Overlays   []string          `yaml:"overlays"`
 	Disk       Disk              `yaml:"disk"`
+	Kernel     Kernel            `yaml:"kernel"`
 	Artifacts  Artifacts         `yaml:"artifacts"`
 	// Demo marks an image built from stand-in releases (make demo-image):
 	// it says so in os-release, the manifest, the console and Fulcrum's banner.
@@ -129,6 +130,21 @@ type Update struct {
 	// Insecure lets devices reach their source over plain HTTP (an
 	// http:// URL, a registry without TLS): for a lab network only.
 	Insecure bool `yaml:"insecure"`
+}
+
+// Kernel says which of the kernel's modules the image keeps.
+type Kernel struct {
+	Modules Modules `yaml:"modules"`
+}
+
+// Modules is a profile (internal/kmodules.Profiles: headless, the
+// default, or all) and the modules to keep on top of it: module names
+// ("i915", "iwlwifi") or folders of the kernel's module tree ending in "/"
+// ("drivers/net/wireless/"). What they need by modules.dep, and the
+// firmware they name, stay too.
+type Modules struct {
+	Profile string   `yaml:"profile"`
+	Extra   []string `yaml:"extra"`
 }
 
 // Disk sizes the partitions of the image file. The data partition is grown

@@ -35,6 +35,7 @@ var Programs = []Tool{
 	// nodebake build
 	{"mmdebstrap", "mmdebstrap"},
 	{"tar2sqfs", "squashfs-tools-ng"},
+	{"/usr/sbin/depmod", "kmod"}, // the module index of a trimmed module tree
 	{"git", "git"},      // the QEMU tests publish the checkout as a module version (git ls-files)
 	{"go", GoToolchain}, // cross-compiles /init and nodectl; builds the stand-ins
 
@@ -72,7 +73,7 @@ var Programs = []Tool{
 }
 
 // Build is what `nodebake build` runs.
-var Build = programs("mmdebstrap", "tar2sqfs", "go")
+var Build = programs("mmdebstrap", "tar2sqfs", "/usr/sbin/depmod", "go")
 
 // programs picks names from Programs, so that a package is named once.
 func programs(names ...string) []Tool {
