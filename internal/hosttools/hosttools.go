@@ -36,8 +36,8 @@ var Programs = []Tool{
 	{"mmdebstrap", "mmdebstrap"},
 	{"tar2sqfs", "squashfs-tools-ng"},
 	{"/usr/sbin/depmod", "kmod"}, // the module index of a trimmed module tree
-	{"git", "git"},      // the QEMU tests publish the checkout as a module version (git ls-files)
-	{"go", GoToolchain}, // cross-compiles /init and nodectl; builds the stand-ins
+	{"git", "git"},               // the QEMU tests publish the checkout as a module version (git ls-files)
+	{"go", GoToolchain},          // cross-compiles /init and nodectl; builds the stand-ins
 
 	// QEMU runner (nodebake qemu and the boot tests)
 	{"qemu-system-x86_64", "qemu-system-x86"},
