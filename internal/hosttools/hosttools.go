@@ -48,6 +48,7 @@ var Programs = []Tool{
 	// Tests: squashfs images in the layout the device expects, read back
 	{"mksquashfs", "squashfs-tools"},
 	{"unsquashfs", "squashfs-tools"},
+	{"sqfs2tar", "squashfs-tools-ng"}, // make bench: the root back as a tar, for a bare tar2sqfs run
 	// Tests: verity, partitions and file systems checked by Debian's own tools
 	{"veritysetup", "cryptsetup-bin"},
 	{"sgdisk", "gdisk"},
