@@ -44,14 +44,14 @@ type GuestForward struct {
 
 // Options describes one VM. Only Image is required.
 type Options struct {
-	Image     string // raw disk image
-	Snapshot  bool   // send writes to a temporary overlay; the image file is never modified
+	Image    string // raw disk image
+	Snapshot bool   // send writes to a temporary overlay; the image file is never modified
 	// Bus is what the disk hangs on: BusVirtio (the default), BusNVMe,
 	// BusAHCI (SATA) or BusUSB (USB mass storage behind an xHCI
 	// controller), so tests can boot the image as PCs see their disks.
-	Bus Bus
-	MemoryMiB int    // default 2048
-	CPUs      int    // default 2
+	Bus       Bus
+	MemoryMiB int // default 2048
+	CPUs      int // default 2
 	Forwards  []Forward
 	// GuestForwards open the way from the guest to services on the host,
 	// such as an update server; nothing else on the host or beyond is
@@ -467,7 +467,7 @@ func args(o Options, p paths, kvm bool) []string {
 		"-device", "virtio-rng-pci",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
-		"-chardev", "socket,id=qmp,path=" + escape(p.qmp) + ",server=on,wait=off",
+		"-chardev", "socket,id=qmp,path="+escape(p.qmp)+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
 	)
 	if o.Interactive {
