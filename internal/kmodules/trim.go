@@ -54,6 +54,7 @@ var Headless = []string{
 	// sticks (exFAT, ISO 9660), FUSE, autofs (efi.automount).
 	"fs/ext4/", "fs/jbd2/", "mbcache", "fs/fat/", "fs/exfat/", "fs/nls/", "fs/squashfs/",
 	"fs/overlayfs/", "fs/isofs/", "fs/fuse/", "fs/autofs/", "fs/efivarfs/", "fs/configfs/",
+	"binfmt_misc", // systemd mounts it at boot
 	// Device mapper (dm-verity, dm-crypt), crypto, the libraries they use.
 	"drivers/md/", "crypto/", "arch/x86/crypto/", "lib/",
 	// Platform: ACPI, hardware RNGs, TPM, watchdogs, sensors, EFI.
