@@ -104,7 +104,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 
 	mods := s.Kernel.Modules
 	if err := log.stage("kernel modules", "profile "+mods.Profile+extraNote(mods.Extra), func() error {
-		return trimModules(t, s, m.Kernel, log.detail())
+		return trimModules(t, s, m.Kernel, o.CacheDir, log.detail())
 	}); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package build
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/nodebake/nodebake/internal/initramfs"
@@ -14,7 +15,7 @@ import (
 // trimModules keeps the kernel modules of the spec's profile and extras,
 // and always those /init loads (the root's module tree serves udev after
 // switch_root, and an update's initramfs is built from it).
-func trimModules(t *tree.Tree, s *spec.Spec, kver string, log io.Writer) error {
+func trimModules(t *tree.Tree, s *spec.Spec, kver, cacheDir string, log io.Writer) error {
 	mods := s.Kernel.Modules
 	profile, ok := kmodules.Profiles[mods.Profile]
 	if !ok {
@@ -25,7 +26,8 @@ func trimModules(t *tree.Tree, s *spec.Spec, kver string, log io.Writer) error {
 		return nil
 	}
 	keep := append(append([]string{}, profile...), initramfs.Modules...)
-	st, err := kmodules.Trim(t, kver, keep, mods.Extra, kmodules.HostDepmod)
+	depmod := kmodules.CachedDepmod(filepath.Join(cacheDir, "depmod"), kmodules.HostDepmod)
+	st, err := kmodules.Trim(t, kver, keep, mods.Extra, depmod)
 	if err != nil {
 		return fmt.Errorf("%s: kernel.modules: %w", s.File, err)
 	}

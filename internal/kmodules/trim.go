@@ -3,14 +3,19 @@ package kmodules
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -397,4 +402,86 @@ func HostDepmod(base, kver string) error {
 		return fmt.Errorf("depmod -b %s %s: %v: %s (is the Debian package kmod installed?)", base, kver, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// CachedDepmod runs depmod through a cache in dir: the index files depmod
+// wrote for a module folder with the same files (names and contents) are
+// reused, which spares a warm rebuild the run.
+func CachedDepmod(dir string, depmod Depmod) Depmod {
+	return func(base, kver string) error {
+		mods := filepath.Join(base, filepath.FromSlash(Dir(kver)))
+		key, err := folderKey(mods, kver)
+		if err != nil {
+			return fmt.Errorf("depmod cache: %w", err)
+		}
+		entry := filepath.Join(dir, key)
+		if names, err := os.ReadDir(entry); err == nil && len(names) > 0 {
+			for _, n := range names {
+				b, err := os.ReadFile(filepath.Join(entry, n.Name()))
+				if err != nil {
+					return fmt.Errorf("depmod cache: %w", err)
+				}
+				if err := os.WriteFile(filepath.Join(mods, n.Name()), b, 0o644); err != nil {
+					return fmt.Errorf("depmod cache: %w", err)
+				}
+			}
+			return nil
+		}
+		if err := depmod(base, kver); err != nil {
+			return err
+		}
+		// Stored in a temporary folder renamed into place: a cut-short
+		// store is never taken for a complete one.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("depmod cache: %w", err)
+		}
+		tmp, err := os.MkdirTemp(dir, ".partial-")
+		if err != nil {
+			return fmt.Errorf("depmod cache: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		out, err := os.ReadDir(mods)
+		if err != nil {
+			return fmt.Errorf("depmod cache: %w", err)
+		}
+		for _, f := range out {
+			if f.IsDir() || !strings.HasPrefix(f.Name(), "modules.") || slices.Contains(depmodInputs, f.Name()) {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(mods, f.Name()))
+			if err != nil {
+				return fmt.Errorf("depmod cache: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, f.Name()), b, 0o644); err != nil {
+				return fmt.Errorf("depmod cache: %w", err)
+			}
+		}
+		if err := os.Rename(tmp, entry); err != nil && !os.IsExist(err) && !errors.Is(err, syscall.ENOTEMPTY) {
+			return fmt.Errorf("depmod cache: %w", err)
+		}
+		return nil
+	}
+}
+
+// folderKey hashes the names and contents of the files under dir.
+func folderKey(dir, kver string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "nodebake depmod 1\x00%s\x00", kver)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }

@@ -212,3 +212,30 @@ func TestHeadlessProfile(t *testing.T) {
 		seen[m] = true
 	}
 }
+
+// The cache runs depmod once for one module set and hands back the same
+// index; another set runs it again.
+func TestCachedDepmod(t *testing.T) {
+	cache := t.TempDir()
+	var dm fakeDepmod
+	runs := 0
+	counted := func(base, kver string) error { runs++; return dm.run(base, kver) }
+	index := func(keep []string) string {
+		tr := fakeTree(t)
+		if _, err := Trim(tr, kver, keep, nil, CachedDepmod(cache, counted)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := tr.ReadFile(Dir(kver) + "/modules.dep.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	first := index([]string{"ext4"})
+	if again := index([]string{"ext4"}); again != first || runs != 1 {
+		t.Errorf("second trim of the same set: %d depmod runs, index %q, first %q", runs, again, first)
+	}
+	if other := index([]string{"nvme"}); other == first || runs != 2 {
+		t.Errorf("another set: %d depmod runs, index %q", runs, other)
+	}
+}
