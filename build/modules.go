@@ -1,6 +1,7 @@
 package build
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -28,6 +29,10 @@ func trimModules(t *tree.Tree, s *spec.Spec, kver, cacheDir string, log io.Write
 	keep := append(append([]string{}, profile...), initramfs.Modules...)
 	depmod := kmodules.CachedDepmod(filepath.Join(cacheDir, "depmod"), kmodules.HostDepmod)
 	st, err := kmodules.Trim(t, kver, keep, mods.Extra, depmod)
+	var unknown *kmodules.UnknownError
+	if errors.As(err, &unknown) {
+		return s.Problem(fmt.Sprintf("kernel.modules.extra[%d]", unknown.Index), unknown.Msg)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: kernel.modules: %w", s.File, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/artifact"
 	"github.com/nodebake/nodebake/internal/bytesize"
+	"gopkg.in/yaml.v3"
 )
 
 // APIVersion is the only spec version this build understands.
@@ -48,6 +49,15 @@ type Spec struct {
 	Dir string `yaml:"-"`
 	// File is the path image.yaml was read from, for messages.
 	File string `yaml:"-"`
+	// doc is the parsed YAML, for the lines of problems found later.
+	doc *yaml.Node
+}
+
+// Problem reports something wrong with the field at path that only the
+// build can see (a kernel module the kernel lacks), in Load's form:
+// "image.yaml:LINE: path: msg".
+func (s *Spec) Problem(path, msg string) error {
+	return Errors{{Path: path, Msg: msg}}.withLines(s.File, s.doc)
 }
 
 // Debian selects the userland mmdebstrap builds.
@@ -181,7 +191,7 @@ func Parse(b []byte, name, dir string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.File, s.Dir = name, dir
+	s.File, s.Dir, s.doc = name, dir, doc
 	s.applyDefaults()
 	if errs := s.validate(); len(errs) > 0 {
 		return nil, errs.withLines(name, doc)

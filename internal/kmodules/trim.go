@@ -141,9 +141,17 @@ func Trim(t *tree.Tree, kver string, keep, extra []string, depmod Depmod) (Stats
 	return st, nil
 }
 
+// UnknownError is an entry of extra that matches no module.
+type UnknownError struct {
+	Index int // in extra
+	Msg   string
+}
+
+func (e *UnknownError) Error() string { return e.Msg }
+
 // selectInto adds the modules names match, and their dependencies, to need.
 func (x *Index) selectInto(need map[string]bool, names []string, strict bool) error {
-	for _, n := range names {
+	for i, n := range names {
 		if folder, ok := strings.CutSuffix(n, "/"); ok {
 			prefix := "kernel/" + strings.TrimPrefix(folder, "kernel/") + "/"
 			found := false
@@ -156,7 +164,7 @@ func (x *Index) selectInto(need map[string]bool, names []string, strict bool) er
 				}
 			}
 			if !found && strict {
-				return fmt.Errorf("kernel %s has no modules under %s: check the folder under /usr/lib/modules/%s/", x.Kver, prefix, x.Kver)
+				return &UnknownError{i, fmt.Sprintf("kernel %s has no modules under %s: check the folder under /usr/lib/modules/%s/", x.Kver, prefix, x.Kver)}
 			}
 			continue
 		}
@@ -167,7 +175,7 @@ func (x *Index) selectInto(need map[string]bool, names []string, strict bool) er
 			continue
 		}
 		if strict && !x.Builtin(n) {
-			return fmt.Errorf("kernel %s has no module %q: it is neither in modules.dep nor built in (check the name with modinfo on a machine running this kernel)", x.Kver, n)
+			return &UnknownError{i, fmt.Sprintf("kernel %s has no module %q: it is neither in modules.dep nor built in (check the name with modinfo on a machine running this kernel)", x.Kver, n)}
 		}
 	}
 	return nil
