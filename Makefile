@@ -14,7 +14,8 @@ OUT ?= out
 #   squashfs-tools-ng  tar2sqfs packs the root file system
 #   uidmap             newuidmap/newgidmap: mmdebstrap's unshare mode without root
 #   ca-certificates    mmdebstrap and the release downloads over https
-BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates
+#   kmod               depmod indexes the image's trimmed kernel modules
+BUILD_PACKAGES := mmdebstrap squashfs-tools-ng uidmap ca-certificates kmod
 # Testing (unit and QEMU tests), on top of building:
 #   qemu-system-x86    qemu-system-x86_64 boots images
 #   ovmf               UEFI firmware for QEMU

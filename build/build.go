@@ -3,7 +3,8 @@
 //
 //	spec → verified releases → userland (mmdebstrap, cached) → tree + configuration → squashfs
 //	     → dm-verity → initramfs (Go /init) → ESP (systemd-boot, entry per slot)
-//	     → GPT disk → checksum, manifest, bill of materials (SPDX), optional .zst
+//	     → GPT disk → checksum (and optional .zst, same pass), manifest
+//	     → bill of materials (SPDX)
 //
 // Everything is written into a work folder beside the output and the image
 // is renamed into place only when complete.
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/nodebake/nodebake/contract"
-	"github.com/nodebake/nodebake/internal/digest"
 	"github.com/nodebake/nodebake/internal/disk"
 	"github.com/nodebake/nodebake/internal/rootfs"
 	"github.com/nodebake/nodebake/internal/squashfs"
@@ -103,6 +103,13 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 
+	mods := s.Kernel.Modules
+	if err := log.stage("kernel modules", "profile "+mods.Profile+extraNote(mods.Extra), func() error {
+		return trimModules(t, s, m.Kernel, o.CacheDir, log.detail())
+	}); err != nil {
+		return nil, err
+	}
+
 	if m.Artifacts, err = installArtifacts(t, s, releases); err != nil {
 		return nil, err
 	}
@@ -178,8 +185,12 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	}
 
 	res = &Result{Image: o.Output, Manifest: m, Root: slot}
-	if err := log.stage("checksum", "sha256, manifest", func() error {
-		sum, err := digest.File(img)
+	what, zst := "sha256, manifest", ""
+	if o.Compress {
+		what, zst = "sha256 and zstd in one pass, manifest", outputs.temp(o.Output+".zst")
+	}
+	if err := log.stage("checksum", what, func() error {
+		sum, err := checksum(ctx, img, zst, log)
 		if err != nil {
 			return err
 		}
@@ -199,13 +210,6 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	if o.Compress {
-		if err := log.stage("compress", "zstd", func() error {
-			return compress(ctx, img, outputs.temp(o.Output+".zst"), log)
-		}); err != nil {
-			return nil, err
-		}
-	}
 	if err := outputs.commit(); err != nil {
 		return nil, err
 	}

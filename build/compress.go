@@ -2,44 +2,70 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/nodebake/nodebake/internal/sparse"
 )
 
-// compress writes src as a zstd stream to dst: raw images are mostly zeros
-// (the empty slot b and data), so .img.zst is what users download.
-func compress(ctx context.Context, src, dst string, log *stageLog) error {
+// checksum returns the SHA-256 of the raw image at src and, when dst is
+// not empty, writes src as a zstd stream to dst in the same pass: raw
+// images are mostly zeros (the empty slot b and data), so .img.zst is what
+// users download. The image's holes are never read from disk (see
+// internal/sparse), and the encoder works on its own goroutines while this
+// one hashes.
+func checksum(ctx context.Context, src, dst string, log *stageLog) (string, error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer in.Close()
+	r, err := sparse.NewReader(in)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", src, err)
+	}
 	st, err := in.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
+	h := sha256.New()
+	w := io.Writer(h)
+	var enc *zstd.Encoder
+	var out *os.File
+	if dst != "" {
+		if out, err = os.Create(dst); err != nil {
+			return "", err
+		}
+		defer out.Close()
+		// The encoder's output does not depend on its concurrency.
+		if enc, err = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault)); err != nil {
+			return "", err
+		}
+		w = io.MultiWriter(h, enc)
 	}
-	defer out.Close()
-	// The encoder's output does not depend on its concurrency.
-	enc, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	if err != nil {
-		return err
-	}
-	bar := log.counter("compress", st.Size())
+	bar := log.counter("checksum", st.Size())
 	defer bar.Done()
-	if _, err := io.Copy(enc, io.TeeReader(ctxReader{ctx, in}, bar.Writer(io.Discard))); err != nil {
-		enc.Close()
-		return err
+	buf := make([]byte, 4<<20)
+	if _, err := io.CopyBuffer(w, io.TeeReader(ctxReader{ctx, r}, bar.Writer(io.Discard)), buf); err != nil {
+		if enc != nil {
+			enc.Close()
+		}
+		return "", err
 	}
-	if err := enc.Close(); err != nil {
-		return err
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return "", err
+		}
+		if err := out.Sync(); err != nil {
+			return "", err
+		}
 	}
-	return out.Sync()
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ctxReader stops a long copy when the build is cancelled (Ctrl-C).

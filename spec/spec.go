@@ -7,8 +7,6 @@ package spec
 
 import (
 	"fmt"
-	"gopkg.in/yaml.v3"
-
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/artifact"
 	"github.com/nodebake/nodebake/internal/bytesize"
+	"gopkg.in/yaml.v3"
 )
 
 // APIVersion is the only spec version this build understands.
@@ -35,6 +34,7 @@ type Spec struct {
 	Sysctl     map[string]string `yaml:"sysctl"`
 	Overlays   []string          `yaml:"overlays"`
 	Disk       Disk              `yaml:"disk"`
+	Kernel     Kernel            `yaml:"kernel"`
 	Artifacts  Artifacts         `yaml:"artifacts"`
 	// Demo marks an image built from stand-in releases (make demo-image):
 	// it says so in os-release, the manifest, the console and Fulcrum's banner.
@@ -48,6 +48,15 @@ type Spec struct {
 	Dir string `yaml:"-"`
 	// File is the path image.yaml was read from, for messages.
 	File string `yaml:"-"`
+	// doc is the parsed YAML, for the lines of problems found later.
+	doc *yaml.Node
+}
+
+// Problem reports something wrong with the field at path that only the
+// build can see (a kernel module the kernel lacks), in Load's form:
+// "image.yaml:LINE: path: msg".
+func (s *Spec) Problem(path, msg string) error {
+	return Errors{{Path: path, Msg: msg}}.withLines(s.File, s.doc)
 }
 
 // Debian selects the userland mmdebstrap builds.
@@ -138,6 +147,21 @@ type Update struct {
 	Schedule string `yaml:"schedule"`
 }
 
+// Kernel says which of the kernel's modules the image keeps.
+type Kernel struct {
+	Modules Modules `yaml:"modules"`
+}
+
+// Modules is a profile (internal/kmodules.Profiles: headless, the
+// default, or all) and the modules to keep on top of it: module names
+// ("i915", "iwlwifi") or folders of the kernel's module tree ending in "/"
+// ("drivers/net/wireless/"). What they need by modules.dep, and the
+// firmware they name, stay too.
+type Modules struct {
+	Profile string   `yaml:"profile"`
+	Extra   []string `yaml:"extra"`
+}
+
 // Disk sizes the partitions of the image file. The data partition is grown
 // on the device to fill the disk; its size here is only its initial size.
 type Disk struct {
@@ -183,7 +207,7 @@ func Parse(b []byte, name, dir string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.File, s.Dir = name, dir
+	s.File, s.Dir, s.doc = name, dir, doc
 	s.applyDefaults()
 	if errs := s.validate(); len(errs) > 0 {
 		return nil, errs.withLines(name, doc)

@@ -47,6 +47,9 @@ func TestDefaults(t *testing.T) {
 	if s.Disk.ESPSize != 256*bytesize.MiB || s.Disk.SlotSize != bytesize.GiB {
 		t.Errorf("disk defaults: %+v", s.Disk)
 	}
+	if s.Kernel.Modules.Profile != "headless" || len(s.Kernel.Modules.Extra) != 0 {
+		t.Errorf("kernel module defaults: %+v", s.Kernel.Modules)
+	}
 }
 
 // Each bad input is refused with the file, the line of the offending field,
@@ -65,6 +68,10 @@ func TestRejects(t *testing.T) {
 			`image.yaml:5: disk.esp_size: size "lots": want a whole number`},
 		"unaligned": {minimal + "disk:\n  data_size: 100000\n",
 			"disk.data_size: 100000: want a whole number of MiB"},
+		"module profile": {minimal + "kernel:\n  modules:\n    profile: desktop\n",
+			`image.yaml:6: kernel.modules.profile: "desktop": want one of all, headless`},
+		"module name": {minimal + "kernel:\n  modules:\n    extra: [i915, \"../../etc\"]\n",
+			`image.yaml:6: kernel.modules.extra[1]: "../../etc": want a module name such as i915 or a folder of the module tree such as drivers/net/wireless/`},
 		"api version": {strings.Replace(minimal, "nodebake/v1", "nodebake/v9", 1),
 			`image.yaml:1: apiVersion: got "nodebake/v9", want "nodebake/v1"`},
 		"missing version": {"apiVersion: nodebake/v1\nname: node\n",

@@ -2,8 +2,10 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -11,6 +13,7 @@ import (
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/artifact"
 	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/kmodules"
 	"github.com/nodebake/nodebake/ota"
 )
 
@@ -26,6 +29,9 @@ var (
 		"vm.dirty_ratio":            "50",
 	}
 )
+
+// DefaultModuleProfile keeps the modules a headless x86-64 node needs.
+const DefaultModuleProfile = "headless"
 
 // MinSlotSize is the smallest root slot that can hold Debian's kernel,
 // systemd and the services; a smaller slot_size is refused before building.
@@ -63,6 +69,9 @@ func (s *Spec) applyDefaults() {
 		}
 	}
 	s.Artifacts.Each(artifact.Defaults)
+	if s.Kernel.Modules.Profile == "" {
+		s.Kernel.Modules.Profile = DefaultModuleProfile
+	}
 	if s.Disk.ESPSize == 0 {
 		s.Disk.ESPSize = 256 * bytesize.MiB
 	}
@@ -98,6 +107,8 @@ var (
 	reShell  = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
 	reSysctl = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_-]+)+$`)
 	reValue  = regexp.MustCompile(`^[^\n\r]+$`)
+	// A kernel module name, or a folder of the module tree ending in "/".
+	reModule = regexp.MustCompile(`^([A-Za-z0-9_-]{1,64}|[a-z0-9_-]+(/[A-Za-z0-9_.-]+)*/)$`)
 )
 
 // validate returns every problem; paths follow the YAML keys.
@@ -170,6 +181,15 @@ func (s *Spec) validate() Errors {
 			if err := checkAuthorizedKey(k); err != nil {
 				bad(fmt.Sprintf("%s.ssh_authorized_keys[%d]", p, j), "%v", err)
 			}
+		}
+	}
+
+	if _, ok := kmodules.Profiles[s.Kernel.Modules.Profile]; !ok {
+		bad("kernel.modules.profile", "%q: want one of %s", s.Kernel.Modules.Profile, strings.Join(slices.Sorted(maps.Keys(kmodules.Profiles)), ", "))
+	}
+	for i, m := range s.Kernel.Modules.Extra {
+		if !reModule.MatchString(m) || strings.Contains(m, "..") {
+			bad(fmt.Sprintf("kernel.modules.extra[%d]", i), "%q: want a module name such as i915 or a folder of the module tree such as drivers/net/wireless/", m)
 		}
 	}
 

@@ -9,6 +9,7 @@
 package disk
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/sparse"
 )
 
 const sectorSize = 512
@@ -174,32 +176,31 @@ func exact(n int64) string {
 	return s
 }
 
-// copyChunk bounds the bytes between progress reports.
-const copyChunk = 64 * bytesize.MiB
-
 // copyAt copies size bytes of the file src into dst at offset off. Copying
 // exactly the size that was validated keeps a file that grew meanwhile from
-// spilling into the next partition. dst.ReadFrom of a limited *os.File uses
-// copy_file_range, so the bytes never pass through user space.
+// spilling into the next partition. Only src's data is copied (by
+// copy_file_range, never through user space): its holes, such as the ESP's
+// free space, stay holes in the sparse image.
 func copyAt(dst *os.File, off int64, src string, size int64, progress func(n int64)) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if _, err := dst.Seek(off, io.SeekStart); err != nil {
-		return err
+	if st, err := in.Stat(); err != nil || st.Size() < size {
+		return fmt.Errorf("copying %s: file shrank while being copied", src)
 	}
-	for size > 0 {
-		n, err := dst.ReadFrom(io.LimitReader(in, min(size, copyChunk)))
-		if err != nil {
-			return fmt.Errorf("copying %s: %w", src, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("copying %s: file shrank by %d bytes while being copied", src, size)
-		}
-		size -= n
+	var copied int64
+	err = sparse.Copy(dst, off, in, 0, size, func(n int64) {
+		copied += n
 		progress(n)
+	})
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("copying %s: file shrank while being copied", src)
 	}
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	progress(size - copied) // the holes: nothing to write
 	return nil
 }

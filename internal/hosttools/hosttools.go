@@ -35,8 +35,9 @@ var Programs = []Tool{
 	// nodebake build
 	{"mmdebstrap", "mmdebstrap"},
 	{"tar2sqfs", "squashfs-tools-ng"},
-	{"git", "git"},      // the QEMU tests publish the checkout as a module version (git ls-files)
-	{"go", GoToolchain}, // cross-compiles /init and nodectl; builds the stand-ins
+	{"/usr/sbin/depmod", "kmod"}, // the module index of a trimmed module tree
+	{"git", "git"},               // the QEMU tests publish the checkout as a module version (git ls-files)
+	{"go", GoToolchain},          // cross-compiles /init and nodectl; builds the stand-ins
 
 	// QEMU runner (nodebake qemu and the boot tests)
 	{"qemu-system-x86_64", "qemu-system-x86"},
@@ -47,6 +48,7 @@ var Programs = []Tool{
 	// Tests: squashfs images in the layout the device expects, read back
 	{"mksquashfs", "squashfs-tools"},
 	{"unsquashfs", "squashfs-tools"},
+	{"sqfs2tar", "squashfs-tools-ng"}, // make bench: the root back as a tar, for a bare tar2sqfs run
 	// Tests: verity, partitions and file systems checked by Debian's own tools
 	{"veritysetup", "cryptsetup-bin"},
 	{"sgdisk", "gdisk"},
@@ -73,7 +75,7 @@ var Programs = []Tool{
 }
 
 // Build is what `nodebake build` runs.
-var Build = programs("mmdebstrap", "tar2sqfs", "go")
+var Build = programs("mmdebstrap", "tar2sqfs", "/usr/sbin/depmod", "go")
 
 // Qemu is what `nodebake qemu` needs (it forwards host ports only, so no
 // socat); `make qemu` installs their packages (QEMU_PACKAGES).

@@ -1,16 +1,12 @@
 package initramfs
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
-	"strings"
 
-	"github.com/nodebake/nodebake/internal/bytesize"
+	"github.com/nodebake/nodebake/internal/kmodules"
 )
 
 // Modules lists the kernel modules /init loads. Their dependencies come from
@@ -44,7 +40,7 @@ var Modules = []string{
 const ModuleList = "etc/nodebake-init/modules"
 
 // moduleDir is where a merged-/usr Debian userland keeps kver's modules.
-func moduleDir(kver string) string { return path.Join("usr/lib/modules", kver) }
+func moduleDir(kver string) string { return kmodules.Dir(kver) }
 
 // plan is what the archive needs from the userland's module tree.
 type plan struct {
@@ -54,70 +50,25 @@ type plan struct {
 	dep     []byte   // modules.dep restricted to files
 }
 
-// depEntry is one line of modules.dep: a module file and the files it needs.
-type depEntry struct {
-	file string
-	deps []string
-	line string
-}
-
 // resolve finds the module files that loading names needs, following
 // modules.dep transitively. modules.alias is ignored on purpose: /init loads
 // modules by name, never by device alias.
 func resolve(root fs.FS, kver string, names []string) (plan, error) {
-	dir := moduleDir(kver)
-	depText, err := fs.ReadFile(root, path.Join(dir, "modules.dep"))
+	x, err := kmodules.ReadIndex(root, kver)
 	if err != nil {
-		return plan{}, fmt.Errorf("kernel %s: %w (is linux-image-%s installed in the userland?)", kver, err, kver)
+		return plan{}, err
 	}
-	builtinText, err := fs.ReadFile(root, path.Join(dir, "modules.builtin"))
-	if err != nil {
-		return plan{}, fmt.Errorf("kernel %s: %w", kver, err)
-	}
-	entries, err := parseDep(depText)
-	if err != nil {
-		return plan{}, fmt.Errorf("%s: %w", path.Join(dir, "modules.dep"), err)
-	}
-	byName := map[string]depEntry{}
-	byFile := map[string]depEntry{}
-	for _, e := range entries {
-		byName[moduleName(e.file)] = e
-		byFile[e.file] = e
-	}
-	builtin := map[string]bool{}
-	for _, f := range strings.Fields(string(builtinText)) {
-		builtin[moduleName(f)] = true
-	}
-
 	var p plan
 	need := map[string]bool{}
-	var visit func(file, from string) error
-	visit = func(file, from string) error {
-		if need[file] {
-			return nil
-		}
-		e, ok := byFile[file]
-		if !ok {
-			return fmt.Errorf("modules.dep: %s needs %s, which has no line of its own", from, file)
-		}
-		need[file] = true
-		for _, d := range e.deps {
-			if err := visit(d, file); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	for _, n := range names {
-		name := strings.ReplaceAll(n, "-", "_")
-		if e, ok := byName[name]; ok {
+		if d, ok := x.Lookup(n); ok {
 			p.load = append(p.load, n)
-			if err := visit(e.file, n); err != nil {
+			if err := x.Close(need, d.File); err != nil {
 				return plan{}, err
 			}
 			continue
 		}
-		if builtin[name] {
+		if x.Builtin(n) {
 			p.builtin = append(p.builtin, n)
 			continue
 		}
@@ -125,51 +76,13 @@ func resolve(root fs.FS, kver string, names []string) (plan, error) {
 	}
 
 	var dep bytes.Buffer
-	for _, e := range entries {
-		if need[e.file] {
-			p.files = append(p.files, e.file)
-			dep.WriteString(e.line + "\n")
+	for _, e := range x.Deps {
+		if need[e.File] {
+			p.files = append(p.files, e.File)
+			dep.WriteString(e.Line + "\n")
 		}
 	}
 	slices.Sort(p.files)
 	p.dep = dep.Bytes()
 	return p, nil
-}
-
-// parseDep reads modules.dep ("kernel/a.ko: kernel/b.ko kernel/c.ko").
-func parseDep(b []byte) ([]depEntry, error) {
-	var out []depEntry
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, bytesize.MiB)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		file, deps, ok := strings.Cut(line, ":")
-		if !ok || file == "" {
-			return nil, fmt.Errorf("line %d: %q is not \"module: dependencies\"", n, line)
-		}
-		if !fs.ValidPath(file) {
-			return nil, fmt.Errorf("line %d: %q is not a relative path", n, file)
-		}
-		out = append(out, depEntry{file: file, deps: strings.Fields(deps), line: line})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no modules listed")
-	}
-	return out, nil
-}
-
-// moduleName turns "kernel/drivers/md/dm-verity.ko[.xz]" into "dm_verity":
-// the kernel treats - and _ in module names alike, file names use either.
-func moduleName(file string) string {
-	base := path.Base(file)
-	if i := strings.LastIndex(base, ".ko"); i > 0 {
-		base = base[:i]
-	}
-	return strings.ReplaceAll(base, "-", "_")
 }

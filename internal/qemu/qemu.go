@@ -44,10 +44,14 @@ type GuestForward struct {
 
 // Options describes one VM. Only Image is required.
 type Options struct {
-	Image     string // raw disk image
-	Snapshot  bool   // send writes to a temporary overlay; the image file is never modified
-	MemoryMiB int    // default 2048
-	CPUs      int    // default 2
+	Image    string // raw disk image
+	Snapshot bool   // send writes to a temporary overlay; the image file is never modified
+	// Bus is what the disk hangs on: BusVirtio (the default), BusNVMe,
+	// BusAHCI (SATA) or BusUSB (USB mass storage behind an xHCI
+	// controller), so tests can boot the image as PCs see their disks.
+	Bus       Bus
+	MemoryMiB int // default 2048
+	CPUs      int // default 2
 	Forwards  []Forward
 	// GuestForwards open the way from the guest to services on the host,
 	// such as an update server; nothing else on the host or beyond is
@@ -224,6 +228,9 @@ func withDefaults(o Options) (Options, error) {
 	if o.Interactive && o.Console == nil {
 		o.Console = os.Stdout
 	}
+	if _, err := diskDevices(o.Bus); err != nil {
+		return o, err
+	}
 	if o.ColdReboot && o.Snapshot {
 		// QEMU drops a snapshot's overlay when it exits: each power cycle
 		// would boot the image as it was, losing what the guest wrote.
@@ -381,6 +388,33 @@ func (vm *VM) current() *process {
 	return vm.proc
 }
 
+// Bus is the controller the VM's disk is attached to.
+type Bus string
+
+// The disk buses args knows.
+const (
+	BusVirtio Bus = "virtio"
+	BusNVMe   Bus = "nvme"
+	BusAHCI   Bus = "ahci"
+	BusUSB    Bus = "usb"
+)
+
+// diskDevices are the -device arguments that attach drive disk0.
+func diskDevices(b Bus) ([]string, error) {
+	switch b {
+	case "", BusVirtio:
+		return []string{"-device", "virtio-blk-pci,drive=disk0"}, nil
+	case BusNVMe:
+		return []string{"-device", "nvme,drive=disk0,serial=nodebake0"}, nil
+	case BusAHCI:
+		// q35's own ICH9 AHCI controller.
+		return []string{"-device", "ide-hd,drive=disk0,bus=ide.0"}, nil
+	case BusUSB:
+		return []string{"-device", "qemu-xhci,id=xhci", "-device", "usb-storage,drive=disk0,bus=xhci.0,removable=off"}, nil
+	}
+	return nil, fmt.Errorf("qemu: disk bus %q: want virtio, nvme, ahci or usb", b)
+}
+
 // paths are the files a VM's command line refers to besides the image.
 type paths struct {
 	code  string // OVMF code, read-only
@@ -395,6 +429,7 @@ func args(o Options, p paths, kvm bool) []string {
 	if kvm {
 		accel = "kvm"
 	}
+	disk, _ := diskDevices(o.Bus) // checked by withDefaults
 	drive := "if=none,id=disk0,format=raw,file=" + escape(o.Image)
 	if o.Snapshot {
 		// Per drive, not the global -snapshot, which would also apply to the
@@ -425,14 +460,16 @@ func args(o Options, p paths, kvm bool) []string {
 		"-drive", "if=pflash,unit=0,format=raw,readonly=on,file=" + escape(p.code),
 		"-drive", "if=pflash,unit=1,format=raw,file=" + escape(p.vars),
 		"-drive", drive,
-		"-device", "virtio-blk-pci,drive=disk0",
+	}
+	a = append(a, disk...)
+	a = append(a,
 		// Without an entropy source early getrandom() in the guest blocks.
 		"-device", "virtio-rng-pci",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
-		"-chardev", "socket,id=qmp,path=" + escape(p.qmp) + ",server=on,wait=off",
+		"-chardev", "socket,id=qmp,path="+escape(p.qmp)+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
-	}
+	)
 	if o.Interactive {
 		// signal=off passes Ctrl-C to the guest; the mux adds QEMU's
 		// Ctrl-A escapes (X: quit, C: monitor).

@@ -320,3 +320,22 @@ func TestColdRebootKill(t *testing.T) {
 		t.Errorf("QEMU pid %d still runs after Kill", p.cmd.Process.Pid)
 	}
 }
+
+// Each bus attaches the one drive through its own controller; an unknown
+// bus is refused before QEMU starts.
+func TestDiskBus(t *testing.T) {
+	for bus, want := range map[Bus]string{
+		"":      "-device virtio-blk-pci,drive=disk0",
+		BusNVMe: "-device nvme,drive=disk0,serial=nodebake0",
+		BusAHCI: "-device ide-hd,drive=disk0,bus=ide.0",
+		BusUSB:  "-device qemu-xhci,id=xhci -device usb-storage,drive=disk0,bus=xhci.0,removable=off",
+	} {
+		line := strings.Join(args(Options{Image: "x", Bus: bus}, paths{}, false), " ")
+		if !strings.Contains(line, want) || strings.Count(line, "drive=disk0") != 1 {
+			t.Errorf("bus %q: %s\nwant %s", bus, line, want)
+		}
+	}
+	if _, err := withDefaults(Options{Image: "x", Bus: "scsi"}); err == nil || !strings.Contains(err.Error(), `disk bus "scsi"`) {
+		t.Errorf("bus scsi: %v", err)
+	}
+}

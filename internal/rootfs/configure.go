@@ -96,6 +96,12 @@ func Configure(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 	// over /etc/machine-id by /init; with /etc writable (an overlay, for
 	// passwords) systemd would otherwise try to "commit" it into /etc and fail.
 	Mask(t, "systemd-machine-id-commit.service")
+	// Units that cost boot time and do nothing here: e2scrub checks ext4
+	// on LVM snapshots (the data partition is plain ext4);
+	// the hwdb is compiled into the read-only image already.
+	for _, u := range []string{"e2scrub_reap.service", "e2scrub_all.timer", "systemd-hwdb-update.service"} {
+		Mask(t, u)
+	}
 	return manifest(t, s)
 }
 
@@ -123,6 +129,20 @@ func trim(t *tree.Tree) {
 		if !strings.HasSuffix(p, "/locale.alias") {
 			t.Remove(p)
 		}
+	}
+	// Full perl is in the userland only for usrmerge, which did its work
+	// when mmdebstrap made it; perl-base (/usr/bin/perl, what debconf
+	// needs) stays.
+	for _, g := range []string{"usr/share/perl/*", "usr/lib/x86_64-linux-gnu/perl/*", "usr/lib/x86_64-linux-gnu/libperl.so*"} {
+		for _, p := range t.Glob(g) {
+			t.Remove(p)
+		}
+	}
+	// udev reads only the compiled hwdb.bin; its sources are for
+	// systemd-hwdb update, which a read-only root never runs (masked in
+	// Configure).
+	for _, p := range t.Glob("usr/lib/udev/hwdb.d/*.hwdb") {
+		t.Remove(p)
 	}
 	for _, p := range t.Glob("var/lib/apt/lists/*") {
 		t.Remove(p)

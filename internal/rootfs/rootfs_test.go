@@ -17,20 +17,26 @@ func debianish(t *testing.T) *tree.Tree {
 	t.Helper()
 	tr := tree.New()
 	files := map[string]string{
-		"etc/passwd":                           "root:x:0:0:root:/root:/bin/bash\n_ssh:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
-		"etc/group":                            "root:x:0:\nsudo:x:27:\nshadow:x:42:\nsystemd-journal:x:999:\n",
-		"etc/shadow":                           "root:*:20000:0:99999:7:::\n",
-		"etc/gshadow":                          "root:*::\nsudo:*::\nshadow:*::\nsystemd-journal:!*::\n",
-		"etc/ssh/ssh_host_ed25519_key":         "PRIVATE",
-		"etc/ssh/ssh_host_ed25519_key.pub":     "PUBLIC",
-		"boot/vmlinuz-6.1.0-50-amd64":          "kernel",
-		"boot/initrd.img-6.1.0-50-amd64":       "debian initrd",
-		"usr/share/doc/tor/changelog.gz":       "x",
-		"usr/share/doc/tor/copyright":          "GPL",
-		"usr/share/man/man1/tor.1.gz":          "x",
-		"usr/share/locale/de/LC_MESSAGES/x.mo": "x",
-		"usr/lib/os-release":                   "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nIMAGE_ID=old\n",
-		"usr/share/systemd/tmp.mount":          "[Mount]\nWhat=tmpfs\n[Install]\nWantedBy=local-fs.target\n",
+		"etc/passwd":                                    "root:x:0:0:root:/root:/bin/bash\n_ssh:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
+		"etc/group":                                     "root:x:0:\nsudo:x:27:\nshadow:x:42:\nsystemd-journal:x:999:\n",
+		"etc/shadow":                                    "root:*:20000:0:99999:7:::\n",
+		"etc/gshadow":                                   "root:*::\nsudo:*::\nshadow:*::\nsystemd-journal:!*::\n",
+		"etc/ssh/ssh_host_ed25519_key":                  "PRIVATE",
+		"etc/ssh/ssh_host_ed25519_key.pub":              "PUBLIC",
+		"boot/vmlinuz-6.1.0-50-amd64":                   "kernel",
+		"boot/initrd.img-6.1.0-50-amd64":                "debian initrd",
+		"usr/share/doc/tor/changelog.gz":                "x",
+		"usr/share/doc/tor/copyright":                   "GPL",
+		"usr/share/man/man1/tor.1.gz":                   "x",
+		"usr/share/perl/5.36.0/strict.pm":               "x",
+		"usr/lib/x86_64-linux-gnu/perl/5.36.0/POSIX.pm": "x",
+		"usr/lib/x86_64-linux-gnu/perl-base/strict.pm":  "x",
+		"usr/lib/x86_64-linux-gnu/libperl.so.5.36":      "x",
+		"usr/lib/udev/hwdb.d/20-OUI.hwdb":               "x",
+		"usr/lib/udev/hwdb.bin":                         "x",
+		"usr/share/locale/de/LC_MESSAGES/x.mo":          "x",
+		"usr/lib/os-release":                            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nIMAGE_ID=old\n",
+		"usr/share/systemd/tmp.mount":                   "[Mount]\nWhat=tmpfs\n[Install]\nWantedBy=local-fs.target\n",
 		"var/lib/dpkg/status": "Package: tor\nStatus: install ok installed\nArchitecture: amd64\nVersion: 0.4.9.11-0+deb12u1\n\n" +
 			"Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n" +
 			"Package: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b9\n",
@@ -97,7 +103,9 @@ func TestConfigure(t *testing.T) {
 		t.Error("manifest not in the image")
 	}
 	for _, gone := range []string{"etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub", "boot/initrd.img-6.1.0-50-amd64",
-		"usr/share/doc/tor/changelog.gz", "usr/share/man", "usr/share/locale/de"} {
+		"usr/share/doc/tor/changelog.gz", "usr/share/man", "usr/share/locale/de",
+		"usr/share/perl/5.36.0", "usr/lib/x86_64-linux-gnu/perl/5.36.0", "usr/lib/x86_64-linux-gnu/libperl.so.5.36",
+		"usr/lib/udev/hwdb.d/20-OUI.hwdb"} {
 		if _, ok := tr.Get(gone); ok {
 			t.Errorf("%s still in the image", gone)
 		}
@@ -161,8 +169,15 @@ func TestConfigure(t *testing.T) {
 			t.Errorf("%s not enabled", link)
 		}
 	}
-	if e, ok := tr.Get("etc/systemd/system/systemd-machine-id-commit.service"); !ok || e.Link != "/dev/null" {
-		t.Error("systemd-machine-id-commit.service is not masked")
+	for _, kept := range []string{"usr/lib/x86_64-linux-gnu/perl-base/strict.pm", "usr/lib/udev/hwdb.bin"} {
+		if _, ok := tr.Get(kept); !ok {
+			t.Errorf("%s was removed", kept)
+		}
+	}
+	for _, u := range []string{"systemd-machine-id-commit.service", "e2scrub_reap.service", "e2scrub_all.timer", "systemd-hwdb-update.service"} {
+		if e, ok := tr.Get("etc/systemd/system/" + u); !ok || e.Link != "/dev/null" {
+			t.Errorf("%s is not masked", u)
+		}
 	}
 	for _, dir := range []string{"data", "proc", "sys", "dev", "run", "tmp"} {
 		if _, ok := tr.Get(dir); !ok {

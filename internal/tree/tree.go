@@ -251,9 +251,24 @@ func (t *Tree) Remove(p string) {
 // RemoveMatch deletes every entry for which match returns true, and
 // everything below it.
 func (t *Tree) RemoveMatch(match func(p string, e *Entry) bool) {
-	for _, p := range t.Paths() {
-		if e, ok := t.entries[p]; ok && p != "." && match(p, e) {
-			t.Remove(p)
+	// One pass to match, one to delete: trimming removes thousands of
+	// files from trees of tens of thousands, where a Remove per file
+	// would scan the tree each time.
+	gone := map[string]bool{}
+	for p, e := range t.entries {
+		if p != "." && match(p, e) {
+			gone[p] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for p := range t.entries {
+		for d := p; d != "."; d = path.Dir(d) {
+			if gone[d] {
+				delete(t.entries, p)
+				break
+			}
 		}
 	}
 }
