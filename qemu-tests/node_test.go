@@ -21,6 +21,7 @@ import (
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/electrumtest"
+	"github.com/nodebake/nodebake/internal/pairing"
 	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/rootfs"
 	"github.com/nodebake/nodebake/internal/testvm"
@@ -156,6 +157,50 @@ func TestNode(t *testing.T) {
 		}
 		if _, err := g.vm.WaitConsole(ctx, regexp.MustCompile(`\*\*\* DEMO — stand-in binaries, not for real use \*\*\*`)); err != nil {
 			t.Errorf("console login screen does not say DEMO: %v", err)
+		}
+	})
+
+	// What `nodectl connect` prints, run as admin without sudo, is what tor
+	// and Fulcrum really use: the address in tor's own hostname file, and
+	// the fingerprint of the certificate served on 50002 (fetched here
+	// through the forwarded port).
+	t.Run("connect", func(t *testing.T) {
+		g.run(t, "for i in $(seq 150); do systemctl is-active -q nodebake-connect && break; sleep 2; done")
+		var info pairing.Info
+		if err := json.Unmarshal([]byte(g.run(t, "nodectl connect --json")), &info); err != nil {
+			t.Fatal(err)
+		}
+		torHost := g.run(t, "sudo cat /var/lib/tor/hidden_service_fulcrum_tcp_ssl/hostname")
+		if info.Onion == "" || info.Onion != torHost {
+			t.Errorf("nodectl connect as admin says onion %q, tor's hostname file %q", info.Onion, torHost)
+		}
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), &tls.Config{InsecureSkipVerify: true})
+		if served := pairing.FingerprintDER(c.PeerCertificate().Raw); info.CertSHA256 != served {
+			t.Errorf("nodectl connect says fingerprint %s, port 50002 serves %s", info.CertSHA256, served)
+		}
+		want := map[string]bool{info.Onion + ":50002:s": true, info.Onion + ":50001:t": true, "minibolt.local:50002:s": true, "10.0.2.15:50002:s": true}
+		for _, e := range info.Endpoints {
+			delete(want, e.Electrum)
+		}
+		if len(want) > 0 || len(info.Problems) > 0 {
+			t.Errorf("endpoints lack %v; problems %q", want, info.Problems)
+		}
+		// The text form, with QR codes, and the PNGs.
+		if out := g.run(t, "nodectl connect --png /tmp/qr && ls /tmp/qr | wc -l"); !strings.Contains(out, info.CertSHA256) || !strings.Contains(out, "█") || !strings.HasSuffix(out, fmt.Sprint(len(info.Endpoints))) {
+			t.Errorf("nodectl connect --png:\n%s", out)
+		}
+		if perm := g.run(t, "stat -c '%a %U:%G' /run/nodebake/connect.json; sudo stat -c '%a %U' /etc/issue.d/40-nodebake-connect.issue"); perm != "640 root:admin\n600 root" {
+			t.Errorf("published files: %q, want 640 root:admin and 600 root", perm)
+		}
+		// After the DEMO notice (the subtest before waited for it): the
+		// login screen shows /etc/issue, then /etc/issue.d.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(regexp.QuoteMeta(info.Onion))); err != nil {
+			t.Errorf("console login screen does not show the onion address: %v", err)
+		}
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(regexp.QuoteMeta(info.CertSHA256))); err != nil {
+			t.Errorf("console login screen does not show the fingerprint: %v", err)
 		}
 	})
 

@@ -25,6 +25,7 @@ var Units = []string{
 	"ssh.service",
 	"tor.service",
 	"nodebake-firstboot.service",
+	"nodebake-connect.service",
 	"tmp.mount",
 }
 
