@@ -142,13 +142,13 @@ func restoreCmd(args []string, stdout io.Writer) error {
 	if err := firstbootCmd(nil, stdout); err != nil {
 		fmt.Fprintf(stdout, "warning: nodectl firstboot: %v\n", err)
 	}
-	for _, c := range [][]string{
-		{"systemctl", "try-restart", "tor@default.service", "ssh.service", "bitcoind.service", "fulcrum.service"},
-		{"systemctl", "restart", "nodebake-connect.service"},
+	for _, args := range [][]string{
+		{"try-restart", "tor@default.service", "ssh.service", "bitcoind.service", "fulcrum.service"},
+		{"restart", "nodebake-connect.service"},
 	} {
-		fmt.Fprintf(stdout, "%s\n", strings.Join(c, " "))
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v: %s (the files are restored; a reboot also makes the services use them)", strings.Join(c, " "), err, out)
+		fmt.Fprintf(stdout, "systemctl %s\n", strings.Join(args, " "))
+		if out, err := exec.Command("systemctl", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("systemctl %s: %v: %s (the files are restored; a reboot also makes the services use them)", strings.Join(args, " "), err, out)
 		}
 	}
 	return nil

@@ -305,6 +305,13 @@ func TestBackupChecksWhatItSaves(t *testing.T) {
 	if buf.Len() != 0 {
 		t.Error("wrote an archive anyway")
 	}
+	b := device(t, false)
+	other := device(t, false)
+	pub, _ := os.ReadFile(filepath.Join(other, firstboot.HostKeyPath+".pub"))
+	put(t, b, firstboot.HostKeyPath+".pub", pub, 0o644)
+	if _, _, err := Backup(b, &buf, time.Now(), r); err == nil || !strings.Contains(err.Error(), "SSH host key") {
+		t.Errorf("backup of a host key with another device's .pub: %v", err)
+	}
 }
 
 func equal(a, b map[string]string) bool {

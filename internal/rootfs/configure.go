@@ -55,7 +55,7 @@ func Configure(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 		units []string
 	}{
 		{"nodebake base", overlays.Base(), true, nil},
-		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, []string{"bitcoind.service", "nodebake-sync-watch.service"}},
+		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, []string{"bitcoind.service", "nodebake-sync-watch.service", "nodebake-disk-guard.timer"}},
 		{"fulcrum", overlays.Fulcrum(), s.Artifacts.Fulcrum != nil, []string{"fulcrum.service"}},
 	}
 	for _, o := range builtin {
