@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/diskguard"
 	"github.com/nodebake/nodebake/internal/electrumtest"
 	"github.com/nodebake/nodebake/internal/pairing"
 	"github.com/nodebake/nodebake/internal/qemu"
@@ -208,6 +209,48 @@ func TestNode(t *testing.T) {
 		g.run(t, "sudo systemctl stop fulcrum")
 		if st := g.run(t, "systemctl show -p Result -p ExecMainCode -p ExecMainStatus fulcrum"); !strings.Contains(st, "Result=success") || !strings.Contains(st, "ExecMainStatus=0") {
 			t.Errorf("fulcrum did not stop cleanly: %s\n%s", st, g.run(t, "sudo journalctl -b -u fulcrum --no-pager | tail -15"))
+		}
+	})
+
+	// Guardrails: the journal on /data is capped, and when /data is about
+	// to fill up bitcoind stops cleanly (its own shutdown, not a crash),
+	// status and the console say why, and it starts again once there is
+	// room.
+	t.Run("disk guard", func(t *testing.T) {
+		if j := g.run(t, "sudo journalctl -b -u systemd-journald --no-pager"); !strings.Contains(j, "max 256.0M") {
+			t.Errorf("journald's cap is not 256 MiB:\n%s", j)
+		}
+		var size, avail uint64
+		if _, err := fmt.Sscan(g.run(t, "df -B1 --output=size,avail /data | tail -1"), &size, &avail); err != nil {
+			t.Fatal(err)
+		}
+		limit := diskguard.Limit(size)
+		if avail < 2*limit {
+			t.Fatalf("/data has %d bytes free, under twice the guard's limit %d before the test fills it", avail, limit)
+		}
+		g.run(t, fmt.Sprintf("sudo fallocate -l %d /data/fill && sudo systemctl start nodebake-disk-guard.service", avail-limit/2))
+		if st := g.run(t, "systemctl is-active bitcoind fulcrum; true"); st != "inactive\ninactive" {
+			t.Errorf("with /data nearly full bitcoind and Fulcrum are %q, want inactive", st)
+		}
+		if st := g.run(t, "systemctl show -p Result bitcoind"); st != "Result=success" {
+			t.Errorf("bitcoind did not stop cleanly: %s", st)
+		}
+		if out, _ := g.ssh.Run("sudo nodectl status"); !strings.Contains(out, "BITCOIND AND FULCRUM STOPPED") || !strings.Contains(out, "stopped cleanly before the disk filled up") {
+			t.Errorf("nodectl status does not say why:\n%s", out)
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(`stopped cleanly before the disk filled up`)); err != nil {
+			t.Errorf("the console does not say why: %v", err)
+		}
+		// The condition keeps a restart from undoing it.
+		g.ssh.Run("sudo systemctl start bitcoind")
+		if st := g.run(t, "systemctl is-active bitcoind; true"); st != "inactive" {
+			t.Errorf("bitcoind started with /data nearly full: %s", st)
+		}
+		g.run(t, "sudo rm /data/fill && sudo systemctl start nodebake-disk-guard.service")
+		if st := g.run(t, "systemctl is-active bitcoind; test -e /run/nodebake/disk-full && echo marker left; true"); st != "active" {
+			t.Errorf("after freeing /data: %q, want bitcoind active and no marker", st)
 		}
 	})
 }

@@ -88,3 +88,34 @@ func TestBackupUsage(t *testing.T) {
 		t.Errorf("restore with a missing passphrase file: exit %d: %s", code, errs.String())
 	}
 }
+
+// The units that run nodectl give it arguments it takes.
+func TestUnitArguments(t *testing.T) {
+	for _, unit := range []string{"base/etc/systemd/system/nodebake-connect.service", "bitcoind/etc/systemd/system/nodebake-disk-guard.service"} {
+		b, err := os.ReadFile(filepath.Join("../../internal/overlays", unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			cmd, ok := strings.CutPrefix(l, "ExecStart=/usr/bin/nodectl ")
+			if !ok {
+				continue
+			}
+			args := strings.Fields(cmd)
+			if _, ok := commands[args[0]]; !ok {
+				t.Errorf("%s: no command %q", unit, args[0])
+			}
+			if args[0] != "connect" {
+				continue // it would act on this machine: disk-guard takes no arguments
+			}
+			// A root of its own: the command fails further on (no passwd),
+			// never on its arguments.
+			args = append(args, "--root", t.TempDir())
+			var out, errs bytes.Buffer
+			run(args, &out, &errs)
+			if strings.Contains(errs.String(), "invalid value") || strings.Contains(errs.String(), "flag provided but not defined") || strings.Contains(errs.String(), "unknown command") {
+				t.Errorf("%s: nodectl %s: %s", unit, cmd, errs.String())
+			}
+		}
+	}
+}

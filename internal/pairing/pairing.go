@@ -25,11 +25,12 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nodebake/nodebake/internal/nofollow"
 )
 
 // Paths on the device; Config.Root is put in front of them.
@@ -133,26 +134,21 @@ func (c Config) path(p string) string { return filepath.Join(c.Root, p) }
 // maxRead bounds what is read of a file here.
 const maxRead = 1 << 20
 
-// readSmall reads a regular file of at most maxRead bytes.
-func readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
+// read reads the regular file at the device path p, of at most maxRead
+// bytes. It follows no link below the root: run as root by Publish, it
+// reads in folders that tor and Fulcrum own.
+func (c Config) read(p string) ([]byte, error) {
+	root, err := nofollow.Open(c.path("/"))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer root.Close()
+	d, err := root.OpenDir(strings.TrimPrefix(filepath.Dir(p), "/"))
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxRead {
-		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", p, maxRead)
-	}
-	b := make([]byte, fi.Size())
-	_, err = f.ReadAt(b, 0)
-	if err != nil && fi.Size() > 0 {
-		return nil, err
-	}
-	return b, nil
+	defer d.Close()
+	return d.ReadFile(filepath.Base(p), maxRead)
 }
 
 // OnionService is one HiddenServiceDir of torrc with its ports.
@@ -233,7 +229,7 @@ func onionAddress(b []byte) (string, error) {
 
 // readPublished reads PublishedPath; nil if it is not there.
 func (c Config) readPublished() (*Published, error) {
-	b, err := readSmall(c.path(PublishedPath))
+	b, err := c.read(PublishedPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -252,12 +248,12 @@ func (c Config) readPublished() (*Published, error) {
 // left empty and its error returned in errs.
 func (c Config) sources() (p Published, errs []error) {
 	p.Onions = map[string]string{}
-	torrc, err := readSmall(c.path(Torrc))
+	torrc, err := c.read(Torrc)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, s := range OnionServices(torrc) {
-		b, err := readSmall(c.path(filepath.Join(s.Dir, "hostname")))
+		b, err := c.read(filepath.Join(s.Dir, "hostname"))
 		if err == nil {
 			var addr string
 			if addr, err = onionAddress(b); err == nil {
@@ -267,7 +263,7 @@ func (c Config) sources() (p Published, errs []error) {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(s.Dir, "hostname"), err))
 	}
-	b, err := readSmall(c.path(CertPath))
+	b, err := c.read(CertPath)
 	if err == nil {
 		p.CertSHA256, err = Fingerprint(b)
 	}
@@ -280,7 +276,7 @@ func (c Config) sources() (p Published, errs []error) {
 // Gather finds every way to reach the Electrum server.
 func Gather(c Config) (Info, error) {
 	var info Info
-	torrc, err := readSmall(c.path(Torrc))
+	torrc, err := c.read(Torrc)
 	if err != nil {
 		return info, fmt.Errorf("reading tor's configuration: %w", err)
 	}
@@ -311,7 +307,7 @@ func Gather(c Config) (Info, error) {
 	if info.CertSHA256 == "" {
 		info.Problems = append(info.Problems, fmt.Sprintf("no certificate fingerprint: %s is not readable here and %s does not have it (see `systemctl status nodebake-connect`)", CertPath, PublishedPath))
 	}
-	if b, err := readSmall(c.path(HostName)); err == nil {
+	if b, err := c.read(HostName); err == nil {
 		info.Hostname = strings.TrimSpace(string(b))
 	}
 	var hosts []Endpoint // via and host only

@@ -282,3 +282,19 @@ func TestOnionServices(t *testing.T) {
 		t.Errorf("%s\nwant %s", got, want)
 	}
 }
+
+// Publish runs as root: a link that Fulcrum's or tor's user put in their
+// folder is not followed.
+func TestPublishFollowsNoLink(t *testing.T) {
+	root, _ := fakeRoot(t)
+	other, _ := testCert(t)
+	elsewhere := filepath.Join(t.TempDir(), "cert.pem")
+	put(t, "/", elsewhere, other)
+	os.Remove(filepath.Join(root, CertPath))
+	if err := os.Symlink(elsewhere, filepath.Join(root, CertPath)); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Publish(Config{Root: root}, nil); err == nil {
+		t.Errorf("published the fingerprint of a linked certificate: %s", p.CertSHA256)
+	}
+}

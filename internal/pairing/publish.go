@@ -19,7 +19,7 @@ import (
 // Electrum service's address yet, so that the caller can try again.
 func Publish(c Config, ownPublished func(*os.File) error) (Published, error) {
 	p, errs := c.sources()
-	torrc, err := readSmall(c.path(Torrc))
+	torrc, err := c.read(Torrc)
 	if err != nil {
 		return p, fmt.Errorf("reading tor's configuration: %w", err)
 	}
