@@ -26,8 +26,13 @@ func diskGuardCmd(args []string, stdout io.Writer) error {
 	}
 	act, msg, err := diskguard.Check(u, diskguard.Marker, systemdServices{}, time.Now())
 	if act != diskguard.None {
-		// The unit sends this to the console as well as the journal.
-		fmt.Fprintln(stdout, msg)
+		fmt.Fprintln(stdout, msg) // the journal
+		// And every console (the screen and the serial port) through the
+		// kernel log, as a warning: someone at the console sees why.
+		if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+			fmt.Fprintf(k, "<4>nodectl disk-guard: %.900s\n", msg)
+			k.Close()
+		}
 	}
 	return err
 }
