@@ -3,7 +3,11 @@
 package qemutests
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/nodebake/nodebake/internal/firstboot"
+	"github.com/nodebake/nodebake/internal/pairing"
 	"github.com/nodebake/nodebake/internal/qemu"
 )
 
@@ -105,11 +112,21 @@ func TestPerDeviceSecrets(t *testing.T) {
 	if err := first.vm.Stop(); err != nil {
 		t.Fatalf("power off device a: %v", err)
 	}
-	again := collect(t, boot(t, a, qemu.Options{}))
+	ga := boot(t, a, qemu.Options{})
+	again := collect(t, ga)
 	if sa != again {
 		t.Errorf("a reboot changed the device's secrets:\nbefore %+v\nafter  %+v", sa, again)
 	}
-	sb := collect(t, boot(t, b, qemu.Options{}))
+	// Device a's identity, backed up with admin's own authorized_keys on
+	// /data, for the restore onto b below.
+	ga.run(t, "mkdir -p -m 700 .ssh && echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBackupRestoreTestKeyOnlyForNodebakeQemu0 extra' > .ssh/authorized_keys && chmod 600 .ssh/authorized_keys")
+	ga.run(t, "echo 'correct horse battery' > /tmp/pw && sudo nodectl backup -o /tmp/identity.age --passphrase-file /tmp/pw")
+	archive, err := base64.StdEncoding.DecodeString(ga.run(t, "sudo base64 -w0 /tmp/identity.age"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb := boot(t, b, qemu.Options{})
+	sb := collect(t, gb)
 	for name, pair := range map[string][2]string{
 		"machine-id": {sa.machineID, sb.machineID}, "ssh host key": {sa.hostKey, sb.hostKey},
 		"TLS certificate": {sa.cert, sb.cert}, "onion addresses": {sa.onions, sb.onions},
@@ -117,6 +134,70 @@ func TestPerDeviceSecrets(t *testing.T) {
 		if pair[0] == pair[1] || pair[0] == "" {
 			t.Errorf("%s shared by two devices: %q", name, pair[0])
 		}
+	}
+	t.Run("restore a onto b", func(t *testing.T) { restoreOnto(t, gb, archive, sa, sb) })
+}
+
+// restoreOnto restores device a's archive onto the fresh device g (whose
+// secrets are sb): a wrong passphrase and a damaged archive change
+// nothing; the right one gives g a's onion addresses, certificate and SSH
+// host key, which sshd then serves.
+func restoreOnto(t *testing.T, g *booted, archive []byte, sa, sb secrets) {
+	upload := func(name string, b []byte) {
+		g.run(t, "echo "+base64.StdEncoding.EncodeToString(b)+" | base64 -d > /tmp/"+name)
+	}
+	damaged := bytes.Clone(archive)
+	damaged[len(damaged)/2] ^= 1
+	upload("identity.age", archive)
+	upload("damaged.age", damaged)
+	g.run(t, "echo 'correct horse battery' > /tmp/pw && echo 'wrong horse battery' > /tmp/wrong")
+	for _, c := range []string{"--passphrase-file /tmp/wrong /tmp/identity.age", "--passphrase-file /tmp/pw /tmp/damaged.age"} {
+		out, err := g.ssh.Run("sudo nodectl restore " + c)
+		if err == nil || !strings.Contains(err.Error(), "nothing restored") {
+			t.Errorf("nodectl restore %s: %v\n%s", c, err, out)
+		}
+		if now := collect(t, g); now != sb {
+			t.Errorf("nodectl restore %s changed the device:\nbefore %+v\nafter  %+v", c, sb, now)
+		}
+	}
+	if out, err := g.ssh.Run("sudo nodectl restore --passphrase-file /tmp/pw /tmp/identity.age"); err != nil {
+		t.Fatalf("nodectl restore: %v\n%s", err, out)
+	}
+	got := collect(t, g)
+	if got.hostKey != sa.hostKey || got.cert != sa.cert || got.onions != sa.onions {
+		t.Errorf("after the restore:\n got  %+v\n want %+v (but its own machine-id)", got, sa)
+	}
+	if got.machineID != sb.machineID {
+		t.Errorf("the restore changed the machine-id")
+	}
+	if keys := g.run(t, "cat .ssh/authorized_keys; stat -c '%a %U' .ssh .ssh/authorized_keys"); !strings.Contains(keys, "BackupRestoreTestKey") || !strings.Contains(keys, "700 admin\n600 admin") {
+		t.Errorf("admin's authorized_keys: %q", keys)
+	}
+	// The services use them: tor still has a's addresses after its restart
+	// (it would have made new keys for ones it could not use), `nodectl
+	// connect` as admin shows a's, and sshd serves a's host key.
+	for _, unit := range []string{"tor@default", "ssh", "nodebake-connect"} {
+		if st, _ := g.ssh.Run("systemctl is-active " + unit); strings.TrimSpace(st) != "active" {
+			t.Errorf("%s is %s after the restore", unit, st)
+		}
+	}
+	var info pairing.Info
+	if err := json.Unmarshal([]byte(g.run(t, "nodectl connect --json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Onion == "" || !strings.Contains(sa.onions, info.Onion) {
+		t.Errorf("nodectl connect after the restore: onion %q, want one of a's %q", info.Onion, sa.onions)
+	}
+	var served ssh.PublicKey
+	conf := &ssh.ClientConfig{User: "admin", Auth: []ssh.AuthMethod{ssh.PublicKeys(adminKey)},
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { served = k; return nil }}
+	c, err := ssh.Dial("tcp", g.sshAddr, conf)
+	if err != nil {
+		t.Fatalf("ssh after the restore: %v", err)
+	}
+	c.Close()
+	if fp := ssh.FingerprintSHA256(served); !strings.Contains(sa.hostKey, fp) {
+		t.Errorf("sshd serves %s, want a's %s", fp, sa.hostKey)
 	}
 }
 

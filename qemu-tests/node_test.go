@@ -20,7 +20,9 @@ import (
 
 	"github.com/nodebake/nodebake/build"
 	"github.com/nodebake/nodebake/contract"
+	"github.com/nodebake/nodebake/internal/diskguard"
 	"github.com/nodebake/nodebake/internal/electrumtest"
+	"github.com/nodebake/nodebake/internal/pairing"
 	"github.com/nodebake/nodebake/internal/qemu"
 	"github.com/nodebake/nodebake/internal/rootfs"
 	"github.com/nodebake/nodebake/internal/testvm"
@@ -159,10 +161,104 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	// What `nodectl connect` prints, run as admin without sudo, is what tor
+	// and Fulcrum really use: the address in tor's own hostname file, and
+	// the fingerprint of the certificate served on 50002 (fetched here
+	// through the forwarded port).
+	t.Run("connect", func(t *testing.T) {
+		g.run(t, "for i in $(seq 150); do systemctl is-active -q nodebake-connect && break; sleep 2; done")
+		var info pairing.Info
+		if err := json.Unmarshal([]byte(g.run(t, "nodectl connect --json")), &info); err != nil {
+			t.Fatal(err)
+		}
+		torHost := g.run(t, "sudo cat /var/lib/tor/hidden_service_fulcrum_tcp_ssl/hostname")
+		if info.Onion == "" || info.Onion != torHost {
+			t.Errorf("nodectl connect as admin says onion %q, tor's hostname file %q", info.Onion, torHost)
+		}
+		c := dialElectrum(ctx, t, fmt.Sprintf("127.0.0.1:%d", ports[50002]), &tls.Config{InsecureSkipVerify: true})
+		if served := pairing.FingerprintDER(c.PeerCertificate().Raw); info.CertSHA256 != served {
+			t.Errorf("nodectl connect says fingerprint %s, port 50002 serves %s", info.CertSHA256, served)
+		}
+		want := map[string]bool{info.Onion + ":50002:s": true, info.Onion + ":50001:t": true, "minibolt.local:50002:s": true, "10.0.2.15:50002:s": true}
+		for _, e := range info.Endpoints {
+			delete(want, e.Electrum)
+		}
+		if len(want) > 0 || len(info.Problems) > 0 {
+			t.Errorf("endpoints lack %v; problems %q", want, info.Problems)
+		}
+		// The text form, with QR codes, and the PNGs.
+		if out := g.run(t, "nodectl connect --png /tmp/qr && ls /tmp/qr | wc -l"); !strings.Contains(out, info.CertSHA256) || !strings.Contains(out, "█") || !strings.HasSuffix(out, fmt.Sprint(len(info.Endpoints))) {
+			t.Errorf("nodectl connect --png:\n%s", out)
+		}
+		if perm := g.run(t, "stat -c '%a %U:%G' /run/nodebake/connect.json; sudo stat -c '%a %U' /etc/issue.d/40-nodebake-connect.issue"); perm != "640 root:admin\n600 root" {
+			t.Errorf("published files: %q, want 640 root:admin and 600 root", perm)
+		}
+		// After the DEMO notice (the subtest before waited for it): the
+		// login screen shows /etc/issue, then /etc/issue.d.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(regexp.QuoteMeta(info.Onion))); err != nil {
+			t.Errorf("console login screen does not show the onion address: %v", err)
+		}
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(regexp.QuoteMeta(info.CertSHA256))); err != nil {
+			t.Errorf("console login screen does not show the fingerprint: %v", err)
+		}
+	})
+
 	t.Run("stop fulcrum", func(t *testing.T) {
 		g.run(t, "sudo systemctl stop fulcrum")
 		if st := g.run(t, "systemctl show -p Result -p ExecMainCode -p ExecMainStatus fulcrum"); !strings.Contains(st, "Result=success") || !strings.Contains(st, "ExecMainStatus=0") {
 			t.Errorf("fulcrum did not stop cleanly: %s\n%s", st, g.run(t, "sudo journalctl -b -u fulcrum --no-pager | tail -15"))
+		}
+	})
+
+	// Guardrails: the journal on /data is capped, and when /data is about
+	// to fill up bitcoind stops cleanly (its own shutdown, not a crash),
+	// status and the console say why, and it starts again once there is
+	// room.
+	t.Run("disk guard", func(t *testing.T) {
+		if conf := g.run(t, "systemd-analyze cat-config systemd/journald.conf"); !strings.Contains(conf, "\nSystemMaxUse=256M") {
+			t.Errorf("journald's configuration has no 256 MiB cap:\n%s", conf)
+		}
+		// What journald applies: the cap, or less where the disk is small.
+		j := g.run(t, "sudo journalctl -b -u systemd-journald --no-pager | grep 'System Journal' | tail -1")
+		var max float64
+		if m := regexp.MustCompile(`max ([0-9.]+)M`).FindStringSubmatch(j); m == nil {
+			t.Errorf("journald does not say its cap: %q", j)
+		} else if fmt.Sscan(m[1], &max); max > 256 {
+			t.Errorf("journald caps the system journal at %sM, more than 256M: %q", m[1], j)
+		}
+		var size, avail uint64
+		if _, err := fmt.Sscan(g.run(t, "df -B1 --output=size,avail /data | tail -1"), &size, &avail); err != nil {
+			t.Fatal(err)
+		}
+		limit := diskguard.Limit(size)
+		if avail < 2*limit {
+			t.Fatalf("/data has %d bytes free, under twice the guard's limit %d before the test fills it", avail, limit)
+		}
+		g.run(t, fmt.Sprintf("sudo fallocate -l %d /data/fill && sudo systemctl start nodebake-disk-guard.service", avail-limit/2))
+		if st := g.run(t, "systemctl is-active bitcoind fulcrum; true"); st != "inactive\ninactive" {
+			t.Errorf("with /data nearly full bitcoind and Fulcrum are %q, want inactive", st)
+		}
+		if st := g.run(t, "systemctl show -p Result bitcoind"); st != "Result=success" {
+			t.Errorf("bitcoind did not stop cleanly: %s", st)
+		}
+		if out, _ := g.ssh.Run("sudo nodectl status"); !strings.Contains(out, "BITCOIND AND FULCRUM STOPPED") || !strings.Contains(out, "stopped cleanly before the disk filled up") {
+			t.Errorf("nodectl status does not say why:\n%s", out)
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := g.vm.WaitConsole(cctx, regexp.MustCompile(`stopped cleanly before the disk filled up`)); err != nil {
+			t.Errorf("the console does not say why: %v", err)
+		}
+		// The condition keeps a restart from undoing it.
+		g.ssh.Run("sudo systemctl start bitcoind")
+		if st := g.run(t, "systemctl is-active bitcoind; true"); st != "inactive" {
+			t.Errorf("bitcoind started with /data nearly full: %s", st)
+		}
+		g.run(t, "sudo rm /data/fill && sudo systemctl start nodebake-disk-guard.service")
+		if st := g.run(t, "systemctl is-active bitcoind; test -e /run/nodebake/disk-full && echo marker left; true"); st != "active" {
+			t.Errorf("after freeing /data: %q, want bitcoind active and no marker", st)
 		}
 	})
 }

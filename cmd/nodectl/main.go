@@ -27,6 +27,10 @@ var commands = map[string]command{
 	"sync-watch": {"after bitcoind's initial sync, lower dbcache and turn the mempool on (run by nodebake-sync-watch.service)", syncWatchCmd},
 	"update":     {"check for, install, show and roll back image updates (nodectl update help)", updateCmd},
 	"rollback":   {"boot the other slot next: nodectl update rollback", rollbackCmd},
+	"backup":     {"write the device identity (onion keys, TLS and SSH host keys, configs) to an encrypted file: backup -o FILE", backupCmd},
+	"restore":    {"put a backup made by `nodectl backup` back on a fresh device and restart the services", restoreCmd},
+	"disk-guard": {"stop bitcoind and Fulcrum cleanly before /data fills up (run by nodebake-disk-guard.timer)", diskGuardCmd},
+	"connect":    {"how wallets reach this node: addresses, QR codes, the TLS fingerprint (--json, --png DIR)", connectCmd},
 	"assess":     {"boot assessment: first boot succeeded and the services answer (run by nodebake-health.service)", assessCmd},
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 
+	"github.com/nodebake/nodebake/internal/diskguard"
 	"github.com/nodebake/nodebake/internal/firstboot"
 )
 
@@ -24,6 +25,9 @@ func statusCmd(args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if why := diskguard.Reason(diskguard.Marker); why != "" && !*asJSON {
+		fmt.Fprintf(stdout, "BITCOIND AND FULCRUM STOPPED: %s\n\n", why)
 	}
 	if *asJSON {
 		b, err := json.MarshalIndent(r, "", "  ")

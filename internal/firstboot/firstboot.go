@@ -94,7 +94,7 @@ func newAgent(c Config) *agent {
 	a.synced = c.Synced || a.exists(SyncedMarker)
 	a.mayStart = a.synced || !a.settings.Plan.FulcrumWaits
 	for _, u := range []string{"admin", "bitcoin", "fulcrum"} {
-		a.users[u], a.userErrs[u] = lookupUser(c.Root, u)
+		a.users[u], a.userErrs[u] = LookupUser(c.Root, u)
 	}
 	return a
 }

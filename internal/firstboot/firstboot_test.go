@@ -64,7 +64,7 @@ func checkDevice(t *testing.T, r *testRoot) {
 			t.Errorf("stray temporary file %s", p)
 		}
 	}
-	if err := checkTLS([]byte(r.read(FulcrumKey)), []byte(r.read(FulcrumCert)), r.now); err != nil {
+	if err := CheckTLS([]byte(r.read(FulcrumKey)), []byte(r.read(FulcrumCert)), r.now); err != nil {
 		t.Errorf("TLS pair: %v", err)
 	}
 	if _, err := parseHostKey([]byte(r.read(HostKeyPath))); err != nil {

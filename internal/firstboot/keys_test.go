@@ -87,7 +87,7 @@ func TestEnsureTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := checkTLS(mustRead(t, keyPath), mustRead(t, certPath), at); err != nil {
+		if err := CheckTLS(mustRead(t, keyPath), mustRead(t, certPath), at); err != nil {
 			t.Fatalf("after ensureTLS: %v", err)
 		}
 		return items

@@ -1,6 +1,7 @@
 package firstboot
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -86,4 +87,25 @@ func ensureHostKey(w files, d *nofollow.Dir, name string) ([]Item, error) {
 		it.Detail = ssh.FingerprintSHA256(pub)
 	}
 	return append(items, it), nil
+}
+
+// CheckHostKey says why key (an OpenSSH private key) and pub (its
+// authorized_keys line) are not an ed25519 host key pair sshd can use.
+func CheckHostKey(key, pub []byte) error {
+	k, err := parseHostKey(key)
+	if err != nil {
+		return err
+	}
+	p, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		return fmt.Errorf("public key: %w", err)
+	}
+	want, err := ssh.NewPublicKey(k.Public())
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(p.Marshal(), want.Marshal()) {
+		return errors.New("the public key does not belong to the private key")
+	}
+	return nil
 }

@@ -20,10 +20,10 @@ import (
 // certDays is the validity the guide's `openssl req -days 3650` gives.
 const certDays = 3650
 
-// checkTLS says why a key and certificate pair cannot serve Fulcrum's SSL
+// CheckTLS says why a key and certificate pair cannot serve Fulcrum's SSL
 // port, or returns nil if it can. The certificate may be a chain: its first
 // block is the server's.
-func checkTLS(keyPEM, certPEM []byte, now time.Time) error {
+func CheckTLS(keyPEM, certPEM []byte, now time.Time) error {
 	key, err := parseKey(keyPEM)
 	if err != nil {
 		return fmt.Errorf("key: %w", err)
@@ -150,7 +150,7 @@ func ensureTLS(w files, d *nofollow.Dir, keyName, certName string, o Owner, now 
 	case cerr != nil:
 		why = cerr
 	default:
-		why = checkTLS(keyPEM, certPEM, now)
+		why = CheckTLS(keyPEM, certPEM, now)
 	}
 	if why == nil {
 		var items []Item

@@ -10,10 +10,10 @@ import (
 	"strings"
 )
 
-// lookupUser finds a user's uid and primary gid in root's /etc/passwd. The
+// LookupUser finds a user's uid and primary gid in root's /etc/passwd. The
 // agent reads the files rather than asking the C library so that it works
 // the same on a temporary root in tests.
-func lookupUser(root, name string) (Owner, error) {
+func LookupUser(root, name string) (Owner, error) {
 	p := filepath.Join(root, "etc/passwd")
 	b, err := os.ReadFile(p)
 	if err != nil {

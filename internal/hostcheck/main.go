@@ -31,7 +31,8 @@ import (
 // deviceOnly are programs that only the device runs, from its own root:
 // no test runs the code that calls them, so the build host needs none.
 var deviceOnly = map[string]string{
-	"systemctl":          "nodectl's sync watch restarts bitcoind (cmd/nodectl)",
+	"systemctl":          "nodectl's sync watch restarts bitcoind, nodectl restore the services (cmd/nodectl)",
+	"/sbin/agetty":       "nodectl connect --publish has the login prompts show the new notice (cmd/nodectl)",
 	"/sbin/mkfs.ext4":    "/init formats the data partition (cmd/nodebake-init)",
 	"/usr/sbin/chpasswd": "the first-boot agent sets the one-time password (firstboot)",
 	"/usr/bin/chage":     "the first-boot agent expires the one-time password (firstboot)",

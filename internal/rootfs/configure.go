@@ -26,6 +26,7 @@ var Units = []string{
 	"ssh.service",
 	"tor.service",
 	"nodebake-firstboot.service",
+	"nodebake-connect.service",
 	"tmp.mount",
 }
 
@@ -55,7 +56,7 @@ func Configure(t *tree.Tree, s *spec.Spec) (*contract.Manifest, error) {
 		units []string
 	}{
 		{"nodebake base", overlays.Base(), true, nil},
-		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, []string{"bitcoind.service", "nodebake-sync-watch.service"}},
+		{"bitcoind", overlays.Bitcoind(), s.Artifacts.BitcoinCore != nil, []string{"bitcoind.service", "nodebake-sync-watch.service", "nodebake-disk-guard.timer"}},
 		{"fulcrum", overlays.Fulcrum(), s.Artifacts.Fulcrum != nil, []string{"fulcrum.service"}},
 	}
 	for _, o := range builtin {
