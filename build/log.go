@@ -41,8 +41,14 @@ func (l *stageLog) stage(name, what string, run func() error) error {
 	return nil
 }
 
-// detail is where a stage sends its own lines (nil when quiet).
-func (l *stageLog) detail() io.Writer { return l.w }
+// detail is where a stage sends its own lines: nowhere when quiet, never
+// a nil writer.
+func (l *stageLog) detail() io.Writer {
+	if l.w == nil {
+		return io.Discard
+	}
+	return l.w
+}
 
 func (l *stageLog) counter(label string, total int64) *progress.Counter {
 	return progress.New(l.w, label, total)

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -27,5 +28,21 @@ func TestTrimModulesUnknownExtra(t *testing.T) {
 	want := `image.yaml:8: kernel.modules.extra[1]: kernel 6.1.0-99-amd64 has no module "nosuch_mod"`
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %v\nwant %s…", err, want)
+	}
+}
+
+// A quiet build (nodebake build -q) gives the stages no writer: the
+// module stage still runs (it once wrote to a nil writer and panicked).
+func TestTrimModulesQuiet(t *testing.T) {
+	yaml := "apiVersion: nodebake/v1\nname: node\nversion: 1.0.0\nkernel:\n  modules:\n    profile: all\n"
+	s, err := spec.Parse([]byte(yaml), "image.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := newLog(context.Background(), nil)
+	if err := quiet.stage("kernel modules", "", func() error {
+		return trimModules(tree.New(), s, "6.1.0-99-amd64", t.TempDir(), quiet.detail())
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
