@@ -395,9 +395,12 @@ func (p *proc) signal(t *testing.T, s os.Signal) {
 	}
 }
 
+// waitFor waits up to a minute: under a loaded machine (QEMU runs beside
+// the unit tests) touching hundreds of MiB or an index catching up took
+// more than 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	waitForUpTo(t, 10*time.Second, what, cond)
+	waitForUpTo(t, time.Minute, what, cond)
 }
 
 func waitForUpTo(t *testing.T, d time.Duration, what string, cond func() bool) {
