@@ -47,6 +47,8 @@ var Programs = []Tool{
 	// Tests: squashfs images in the layout the device expects, read back
 	{"mksquashfs", "squashfs-tools"},
 	{"unsquashfs", "squashfs-tools"},
+	// Bench: a built root unpacked, changed and packed again (delta sizes)
+	{"sqfs2tar", "squashfs-tools-ng"},
 	// Tests: verity, partitions and file systems checked by Debian's own tools
 	{"veritysetup", "cryptsetup-bin"},
 	{"sgdisk", "gdisk"},
