@@ -10,6 +10,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/klauspost/compress v1.20.3
 	github.com/rekby/gpt v0.0.0-20200219180433-a930afbc6edc
+	github.com/restic/chunker v0.4.0
 	github.com/u-root/u-root v0.16.0
 	golang.org/x/crypto v0.58.0
 	golang.org/x/mod v0.39.0
@@ -30,7 +31,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/pierrec/lz4/v4 v4.1.26 // indirect
 	github.com/pkg/xattr v0.4.12 // indirect
-	github.com/restic/chunker v0.4.0 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/ulikunitz/xz v0.5.15 // indirect
 	golang.org/x/sync v0.22.0 // indirect
