@@ -364,13 +364,13 @@ func (f *otaFixture) deltaSent(t *testing.T, version string) (sent, full int64) 
 }
 
 // TestOTA drives one device through an update's life, each step on what
-// the one before left: v1 → v2 from the registry as a delta (slot b,
-// blessed, /data unchanged; the server sends a fraction of the bundle); a rollback by hand to v1 and another back to v2; a downgrade
+// the one before left: a chunk of v2 damaged on the server, so that the
+// update is refused and slot b and the ESP are left alone; the server
+// repaired, v1 → v2 from the registry as a delta (slot b, blessed, /data
+// unchanged; the server sends a fraction of the bundle); a rollback by hand to v1 and another back to v2; a downgrade
 // refused; the power cut in the middle of
 // installing v3 (the next boot is v2, with no entry for the half-written
-// slot); a chunk of v3 damaged on the server, so that the update is
-// refused and slot a and the ESP are left alone; the server repaired, v3
-// installed as a delta, which fails its boot assessment on each of
+// slot); v3 installed as a delta (the second in a row), which fails its boot assessment on each of
 // its three tries, after which systemd-boot comes back to v2 by itself and
 // v3 is remembered as failed.
 func TestOTA(t *testing.T) {
@@ -387,7 +387,27 @@ func TestOTA(t *testing.T) {
 		}
 	}
 
-	t.Log("update to v2 from the registry, as a delta")
+	t.Log("a damaged chunk on the server: the update is refused, slot b is not written")
+	const slotB = "/dev/disk/by-partlabel/" + contract.RootB
+	// Apply writes a slot from its start: its first 64 MiB show any write.
+	before := d.sh("sudo head -c 64M " + slotB + " | sha256sum")
+	f.served.setDamaged(true)
+	out := d.fails("sudo nodectl update apply")
+	f.served.setDamaged(false)
+	if !strings.Contains(out, "the signed chunk index says") || !strings.Contains(out, "nothing was installed") {
+		t.Errorf("apply with a damaged chunk:\n%s", out)
+	}
+	if after := d.sh("sudo head -c 64M " + slotB + " | sha256sum"); after != before {
+		t.Errorf("the refused update wrote slot b")
+	}
+	if e := d.entries(); e != "nodebake-a.conf" {
+		t.Errorf("entries after the refused update: %s (want only slot a's)", e)
+	}
+	if left := d.sh("sudo find /efi/nodebake/b -type f 2>/dev/null || true"); left != "" {
+		t.Errorf("the refused update left on the ESP: %s", left)
+	}
+
+	t.Log("the server repaired: update to v2 from the registry, as a delta")
 	if out := d.sh("sudo nodectl update check"); !strings.Contains(out, "update available: "+f.name+" "+v2+" (running "+v1+") from "+f.source) ||
 		!strings.Contains(out, "channel "+f.source+": "+f.name+" "+v2+", counter ") || !strings.Contains(out, "(delta: ") {
 		t.Fatalf("check:\n%s", out)
@@ -474,28 +494,8 @@ func TestOTA(t *testing.T) {
 		t.Errorf("left on the ESP: %s", left)
 	}
 
-	t.Log("a damaged chunk on the server: the update is refused, slot a is not written")
-	const slotA = "/dev/disk/by-partlabel/" + contract.RootA
-	// Apply writes a slot from its start: its first 64 MiB show any write.
-	before := d.sh("sudo head -c 64M " + slotA + " | sha256sum")
-	f.served.setDamaged(true)
-	out = d.fails("sudo nodectl update apply")
-	f.served.setDamaged(false)
-	if !strings.Contains(out, "the signed chunk index says") || !strings.Contains(out, "nothing was installed") {
-		t.Errorf("apply with a damaged chunk:\n%s", out)
-	}
-	if after := d.sh("sudo head -c 64M " + slotA + " | sha256sum"); after != before {
-		t.Errorf("the refused update wrote slot a")
-	}
-	if e := d.entries(); e != "nodebake-b.conf" {
-		t.Errorf("entries after the refused update: %s (want only slot b's)", e)
-	}
-	if left := d.sh("sudo find /efi/nodebake/a -type f 2>/dev/null || true"); left != "" {
-		t.Errorf("the refused update left on the ESP: %s", left)
-	}
+	t.Log("v3, whose boot assessment fails, installed as a delta")
 	f.served.sent()
-
-	t.Log("the server repaired: v3, whose boot assessment fails, installed as a delta")
 	if out := d.sh("sudo nodectl update apply 2>&1"); !strings.Contains(out, "slot a holds "+f.name+" "+v3+" and boots next") || !strings.Contains(out, "(delta: ") {
 		t.Fatalf("apply:\n%s", out)
 	}
