@@ -12,6 +12,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/rekby/gpt v0.0.0-20200219180433-a930afbc6edc
+	github.com/restic/chunker v0.4.0
 	github.com/skip2/go-qrcode v0.0.0-20200617195104-da1b6568686e
 	github.com/spdx/tools-golang v0.5.7
 	github.com/u-root/u-root v0.16.0

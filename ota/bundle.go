@@ -160,9 +160,11 @@ func (b *Bundle) OpenFile(name string) (io.ReadCloser, int64, error) {
 // Signed returns the manifest and signature files' bytes, as signed.
 func (b *Bundle) Signed() (manifest, sig []byte) { return b.raw, b.sig }
 
-// FileNames lists a bundle's files in the order they are stored and sent:
-// small ones first.
-func FileNames() []string { return slices.Clone(files) }
+// FileNames lists the files of bundle b in the order they are stored and
+// sent: small ones first. root.idx is among them from format 3 on.
+func (b *Bundle) FileNames() []string {
+	return append([]string{ManifestFile, SignatureFile}, b.Manifest.Files()...)
+}
 
 // SignedBy reports why b's manifest is not signed by key, if it is not.
 func (b *Bundle) SignedBy(key ed25519.PublicKey) error { return checkSignature(b.raw, b.sig, key) }

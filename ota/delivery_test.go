@@ -125,7 +125,7 @@ func TestStaticFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(steps, " ") != "vmlinuz initrd.img root.img" {
+	if strings.Join(steps, " ") != "vmlinuz initrd.img root.idx root.img" {
 		t.Errorf("progress finished steps %v", steps)
 	}
 	if err := ota.Verify(ctx, fetched, policy, nil); err != nil {

@@ -8,14 +8,16 @@
 //
 // # Bundle
 //
-// A bundle is five files, in a directory or in one uncompressed tar file
-// holding exactly these names in this order (small files first, so a reader
-// of the stream meets the manifest before the bulk):
+// A bundle is six files (five before format 3), in a directory or in one
+// uncompressed tar file holding exactly these names in this order (small
+// files first, so a reader of the stream meets the manifest before the
+// bulk):
 //
 //	manifest.json  what the bundle is, signed byte for byte (see Manifest)
 //	manifest.sig   "ed25519 <key id> <base64 signature>\n", detached
 //	vmlinuz        the kernel
 //	initrd.img     the initramfs
+//	root.idx       root.img's chunk index (format 3; see Delta updates)
 //	root.img       the root slot's content: squashfs, zero-padded to 4 KiB,
 //	               then the dm-verity superblock and hash tree
 //
@@ -59,6 +61,52 @@
 // Nothing the server says afterwards, and no second copy of the manifest,
 // plays a part. Each file is written under a temporary name, checked, and
 // renamed into place; the manifest comes last.
+//
+// # Delta updates
+//
+// A device that runs one release already holds most of the next: a
+// config change or a package upgrade leaves nearly all of the squashfs's
+// compressed blocks as they were (the build packs a sorted tar stream
+// with clamped times and fixed compressor settings; squashfs's tests
+// check it), only at other offsets. So root.img is cut into
+// content-defined chunks (package chunkindex: restic's Rabin chunker with
+// a fixed polynomial, 16–256 KiB, 64 KiB on average), which find the same
+// cuts in shifted data, and bundler.Create writes their sizes and sha256
+// to root.idx, whose size and sha256 the signed manifest records
+// (RootIndex). The index is about 36 bytes per 64 KiB: 0.06% of the root.
+//
+// Source.Plan fetches root.idx by its signed record, then cuts the
+// running slot's partition (up to RootSize of its verity parameters) the
+// same way and looks each chunk of the index up by its sha256. Cutting the
+// running root afresh, rather than keeping the index of the bundle last
+// installed, works after flashing, a rollback or an update from a file,
+// and trusts nothing on /data; it costs one read of the root. The kernel
+// and initramfs are taken whole from the running slot's files on the ESP
+// when their sha256 is the manifest's. Source.DownloadPlan then assembles
+// root.img in the download folder: chunks the device holds are read from
+// the running slot, the others are fetched with HTTP range requests, runs
+// of adjacent missing chunks in one request of at most 8 MiB — from a web
+// folder's root.img, or from a registry's root.img blob (a range GET on
+// the blob URL of the distribution API, authenticated as a pull; the
+// bundle stays one blob per file, so publishing and full downloads are
+// unchanged and no registry holds thousands of tiny blobs). A range answer
+// must be 206 with exactly the Content-Range asked for, and no more bytes
+// than asked are read; every chunk is checked against the index before it
+// is written, and the whole file against the manifest before it is renamed
+// into place. A bad chunk ends the download with an error and an empty
+// folder: nothing reaches Apply, so no slot is written. Verify and Apply
+// then run as for any bundle: the slot is written, read back and checked.
+//
+// The full download remains: for a bundle without an index (format 1 or
+// 2), an index cut with other parameters, a running root that cannot be
+// read, more than 80% of root.img missing, or a server that answers range
+// requests with the whole file (200).
+//
+// Format 3 added RootIndex. nodectl before it decodes manifests strictly
+// and refuses a format 3 manifest ("unknown field root_index"): such a
+// device must first be brought to an image whose nodectl reads format 3
+// by a format 2 bundle (made by a nodebake from before format 3), or be
+// flashed.
 //
 // A key rotation (RotateKey) is signed by the key it replaces. A device
 // leaves each key at most once, so after it took A→B, a rotation A→X

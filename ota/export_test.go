@@ -28,3 +28,7 @@ func Verified(b *Bundle) bool { return b.verified }
 func SourceTrusting(text string, insecure bool, roots *x509.CertPool) (Source, error) {
 	return newSource(text, insecure, roots)
 }
+
+// ManifestOnly makes a bundle of which only the manifest and signature
+// were fetched.
+var ManifestOnly = manifestOnly

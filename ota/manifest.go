@@ -15,12 +15,15 @@ import (
 )
 
 // Format is the bundle format version this package writes. It reads
-// format 1 too, which has no DataFormats: a device then knows nothing of
-// what the bundle's image reads, and says so. Format 2 added DataFormats;
-// an updater that reads only format 1 decodes manifests strictly and would
-// refuse the new field anyway, and the format number makes that refusal
-// say what to do.
-const Format = 2
+// formats 1 and 2 too. Format 1 has no DataFormats: a device then knows
+// nothing of what the bundle's image reads, and says so. Format 2 added
+// DataFormats; format 3 added RootIndex and the root.idx file (delta
+// updates). An updater that reads only an older format decodes manifests
+// strictly and refuses the new field ("unknown field"), so a device must
+// run a nodectl that reads format 3 before it takes a format 3 bundle;
+// the format number makes that refusal say what to do. A format 2 bundle
+// (no index) is still downloaded whole.
+const Format = 3
 
 // The files of a bundle. Their names are fixed: they are never taken from a
 // bundle, a registry or a server.
@@ -30,11 +33,14 @@ const (
 	KernelFile    = "vmlinuz"
 	InitrdFile    = "initrd.img"
 	RootFile      = "root.img"
+	// RootIndexFile is root.img's chunk index (package chunkindex), for
+	// delta downloads; format 3 and later.
+	RootIndexFile = "root.idx"
 )
 
 // files lists a bundle's files in the order they are stored and sent:
 // small ones first.
-var files = []string{ManifestFile, SignatureFile, KernelFile, InitrdFile, RootFile}
+var files = []string{ManifestFile, SignatureFile, KernelFile, InitrdFile, RootIndexFile, RootFile}
 
 // Manifest describes a bundle. Its JSON encoding, byte for byte, is what
 // the signature covers.
@@ -61,7 +67,16 @@ type Manifest struct {
 	// and in the manifest, so that a device decides whether the update
 	// upgrades its data before it downloads the rest.
 	DataFormats map[string]int `json:"data_formats,omitempty"`
+	// RootIndex is the size and sha256 of root.idx, the chunk index of
+	// root.img (format 3). Signed here, it vouches for every chunk's
+	// hash, so a device may assemble root.img from chunks it already
+	// holds and chunks fetched by range.
+	RootIndex *File `json:"root_index,omitempty"`
 }
+
+// maxIndex bounds root.idx: 36 bytes per chunk of at least 16 KiB is
+// 9 MiB for a 4 GiB root.
+const maxIndex = 16 << 20
 
 // Partitions are the PARTUUIDs of the image's disk layout.
 type Partitions struct {
@@ -118,19 +133,39 @@ func (m *Manifest) File(name string) File {
 		return m.Kernel
 	case InitrdFile:
 		return m.Initrd
+	case RootIndexFile:
+		if m.RootIndex == nil {
+			return File{}
+		}
+		return *m.RootIndex
 	}
 	return m.Root
+}
+
+// Files lists the bundle files besides the manifest and its signature
+// that m records, in the order they are stored and sent.
+func (m *Manifest) Files() []string {
+	if m.RootIndex == nil {
+		return []string{KernelFile, InitrdFile, RootFile}
+	}
+	return []string{KernelFile, InitrdFile, RootIndexFile, RootFile}
 }
 
 // validate checks what a signed manifest promises before anything acts on
 // it, so that a well-signed but malformed manifest fails with a message
 // rather than deep inside Apply.
 func (m *Manifest) validate() error {
-	if m.Format != 1 && m.Format != Format {
+	if m.Format < 1 || m.Format > Format {
 		return fmt.Errorf("bundle format %d: this updater reads formats 1 to %d (update the device's nodebake first)", m.Format, Format)
 	}
 	if m.Format == 1 && m.DataFormats != nil {
 		return fmt.Errorf("manifest: bundle format 1 has no data_formats")
+	}
+	if m.Format < 3 && m.RootIndex != nil {
+		return fmt.Errorf("manifest: bundle format %d has no root_index", m.Format)
+	}
+	if m.Format >= 3 && m.RootIndex == nil {
+		return fmt.Errorf("manifest: bundle format %d lacks root_index", m.Format)
 	}
 	for kind, f := range m.DataFormats {
 		if f <= 0 {
@@ -165,7 +200,7 @@ func (m *Manifest) validate() error {
 	if strings.Contains(m.KernelArgs, "nodebake.") || strings.ContainsAny(m.KernelArgs, "\n\r") {
 		return fmt.Errorf("manifest: kernel_args %q may not hold nodebake.* parameters or line breaks", clip(m.KernelArgs))
 	}
-	for _, name := range []string{KernelFile, InitrdFile, RootFile} {
+	for _, name := range m.Files() {
 		f := m.File(name)
 		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 || f.SHA256 != strings.ToLower(f.SHA256) {
 			return fmt.Errorf("manifest: %s sha256 %q: want 64 lower-case hex digits", name, f.SHA256)
@@ -173,6 +208,9 @@ func (m *Manifest) validate() error {
 		if f.Size <= 0 {
 			return fmt.Errorf("manifest: %s size %d: want a positive size", name, f.Size)
 		}
+	}
+	if m.RootIndex != nil && m.RootIndex.Size > maxIndex {
+		return fmt.Errorf("manifest: %s is %d bytes: more than the %d a chunk index may have", RootIndexFile, m.RootIndex.Size, maxIndex)
 	}
 	if m.Root.Size <= int64(m.Verity.HashOffset) || m.Verity.HashOffset != m.Verity.DataBlocks*4096 {
 		return fmt.Errorf("manifest: root is %d bytes with %d data blocks and hash offset %d: the verity layout does not fit",

@@ -21,6 +21,7 @@ func goodManifest() Manifest {
 		VerityData: File{Size: 4096, SHA256: sum},
 		Kernel:     File{Size: 1, SHA256: sum},
 		Initrd:     File{Size: 1, SHA256: sum},
+		RootIndex:  &File{Size: 1, SHA256: sum},
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	regtransport "github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -136,6 +138,29 @@ func (g ociRegistry) small(ctx context.Context, names []string) (map[string][]by
 // sha256: what the registry's own manifest says about it plays no part.
 func (g ociRegistry) open(ctx context.Context, _ string, want File) (io.ReadCloser, error) {
 	return g.blob(ctx, v1.Hash{Algorithm: "sha256", Hex: want.SHA256})
+}
+
+// openRange asks the registry for part of the blob whose digest is the
+// file's signed sha256, with a range request on the blob URL of the
+// distribution API (registries serve ranges of blobs, or redirect to
+// storage that does), authenticated as go-containerregistry does for a
+// pull.
+func (g ociRegistry) openRange(ctx context.Context, _ string, want File, off, n int64) (io.ReadCloser, error) {
+	repo := g.ref.Context()
+	auth, err := authn.DefaultKeychain.Resolve(repo)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := regtransport.NewWithContext(ctx, repo.Registry, auth, g.transport, []string{repo.Scope(regtransport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/blobs/sha256:%s", repo.RepositoryStr(), want.SHA256)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return rangeResponse(&http.Client{Transport: rt}, req, want.Size, off, n)
 }
 
 // blob starts downloading a blob from the repository.

@@ -35,6 +35,11 @@ type fetcher interface {
 	// open starts downloading a bundle file that the manifest records as
 	// want. The caller reads exactly want.Size bytes and checks them.
 	open(ctx context.Context, file string, want File) (io.ReadCloser, error)
+	// openRange starts downloading n bytes from offset off of a bundle
+	// file that the manifest records as want. The caller reads at most n
+	// bytes and checks them. errNoRanges: the server sends only whole
+	// files.
+	openRange(ctx context.Context, file string, want File, off, n int64) (io.ReadCloser, error)
 }
 
 const ociScheme = "oci://"
@@ -122,7 +127,7 @@ func (s Source) Download(ctx context.Context, head *Bundle, dir string, progress
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{KernelFile, InitrdFile, RootFile} {
+	for _, f := range head.Manifest.Files() {
 		want := head.Manifest.File(f)
 		body, err := s.f.open(ctx, f, want)
 		if err != nil {

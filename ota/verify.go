@@ -71,7 +71,7 @@ func Verify(ctx context.Context, b *Bundle, p Policy, progress Progress) error {
 	if err := VerifyManifest(b, p); err != nil {
 		return err
 	}
-	for _, name := range []string{KernelFile, InitrdFile, RootFile} {
+	for _, name := range b.Manifest.Files() {
 		if err := b.checkFile(ctx, name, progress); err != nil {
 			return err
 		}

@@ -75,6 +75,43 @@ func (w webFolder) open(ctx context.Context, file string, want File) (io.ReadClo
 	return body, err
 }
 
+func (w webFolder) openRange(ctx context.Context, file string, want File, off, n int64) (io.ReadCloser, error) {
+	u, err := url.JoinPath(w.base, file)
+	if err != nil {
+		return nil, fmt.Errorf("bundle URL %q: %w", w.base, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return rangeResponse(w.client, req, want.Size, off, n)
+}
+
+// rangeResponse sends req for bytes off to off+n-1 of a file of size
+// bytes and returns the body of a 206 answer whose Content-Range is
+// exactly that. A 200 answer (the whole file) is errNoRanges.
+func rangeResponse(c *http.Client, req *http.Request, size, off, n int64) (io.ReadCloser, error) {
+	want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		resp.Body.Close()
+		return nil, errNoRanges
+	case resp.StatusCode != http.StatusPartialContent:
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s (%s): %s", req.URL.Redacted(), want, resp.Status)
+	case resp.Header.Get("Content-Range") != want || (resp.ContentLength >= 0 && resp.ContentLength != n):
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: asked for %s, the server sends %q (%d bytes): the published bundle is incomplete or mixed with another",
+			req.URL.Redacted(), want, resp.Header.Get("Content-Range"), resp.ContentLength)
+	}
+	return resp.Body, nil
+}
+
 // get requests base/name and returns the body. A known size must match
 // the response's length when the server gives one.
 func (w webFolder) get(ctx context.Context, name string, size int64) (io.ReadCloser, string, error) {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,7 @@ type otaFixture struct {
 	www     string
 	port    int
 	source  string // the images' update source, as the guest sees it
+	served  *served
 	// schedule is the images' update window: open from an hour before
 	// the tests started until six hours after, so that the timer does
 	// not fire by itself while they run, and nodebake-update.service,
@@ -100,7 +102,8 @@ func buildOTAFixture() (*otaFixture, error) {
 	}
 
 	// The server lives as long as the test binary.
-	srv := otatest.Server(f.www)
+	f.served = newServed(otatest.Handler(f.www))
+	srv := httptest.NewServer(f.served)
 	fmt.Sscanf(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:], "%d", &f.port)
 
 	for _, v := range []string{v1, v2, v3} {
@@ -325,10 +328,10 @@ func newDevice(tb testing.TB, f *otaFixture) *device {
 
 // updateToV2 installs v2 from the registry and reboots into it; it returns
 // how long the apply took and the time from the reboot to the blessing.
-func updateToV2(d *device, f *otaFixture) (apply, blessed time.Duration) {
+func updateToV2(d *device, f *otaFixture) (out string, apply, blessed time.Duration) {
 	d.tb.Helper()
 	start := time.Now()
-	out := d.sh("sudo nodectl update apply 2>&1")
+	out = d.sh("sudo nodectl update apply 2>&1")
 	apply = time.Since(start)
 	if !strings.Contains(out, "slot b holds "+f.name+" "+v2+" and boots next") {
 		d.tb.Fatalf("apply:\n%s", out)
@@ -349,15 +352,41 @@ func updateToV2(d *device, f *otaFixture) (apply, blessed time.Duration) {
 	// kernel started).
 	d.tb.Logf("reboot → logged in %v → blessed %v; units active at:\n%s", loggedIn.Round(time.Second), blessed.Round(time.Second),
 		d.sh(`for u in nodebake-firstboot bitcoind fulcrum nodebake-health systemd-bless-boot; do echo "$u $(($(systemctl show -P ActiveEnterTimestampMonotonic $u.service)/1000000))s"; done; systemd-analyze | head -1`))
-	return apply, blessed
+	return out, apply, blessed
+}
+
+// deltaSent checks what the server sent since the last call while a
+// device installed version: less than a quarter of the bundle's files,
+// and root.img only in part. It returns the bytes sent and the bundle's.
+func (f *otaFixture) deltaSent(t *testing.T, version string) (sent, full int64) {
+	t.Helper()
+	b, err := ota.Open(f.bundles[version])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.served.sent()
+	m := &b.Manifest
+	for _, name := range m.Files() {
+		rec := m.File(name)
+		sent += got["sha256:"+rec.SHA256]
+		full += rec.Size
+	}
+	root := got["sha256:"+m.Root.SHA256]
+	t.Logf("%s: the server sent %d of the bundle's %d bytes (%.2f%%), %d of root.img's %d", version, sent, full, 100*float64(sent)/float64(full), root, m.Root.Size)
+	if root == 0 || root >= m.Root.Size/4 || sent >= full/4 {
+		t.Errorf("%s did not arrive as a delta: %d of %d bytes sent, %d of root.img's %d", version, sent, full, root, m.Root.Size)
+	}
+	return sent, full
 }
 
 // TestOTA drives one device through an update's life, each step on what
-// the one before left: v1 → v2 from the registry (slot b, blessed, /data
-// unchanged); a rollback by hand to v1 and another back to v2; a downgrade
+// the one before left: a chunk of v2 damaged on the server, so that the
+// update is refused and slot b and the ESP are left alone; the server
+// repaired, v1 → v2 from the registry as a delta (slot b, blessed, /data
+// unchanged; the server sends a fraction of the bundle); a rollback by hand to v1 and another back to v2; a downgrade
 // refused; the power cut in the middle of
 // installing v3 (the next boot is v2, with no entry for the half-written
-// slot); v3 installed whole, which fails its boot assessment on each of
+// slot); v3 installed as a delta (the second in a row), which fails its boot assessment on each of
 // its three tries, after which systemd-boot comes back to v2 by itself and
 // v3 is remembered as failed.
 func TestOTA(t *testing.T) {
@@ -374,12 +403,37 @@ func TestOTA(t *testing.T) {
 		}
 	}
 
-	t.Log("update to v2 from the registry")
+	t.Log("a damaged chunk on the server: the update is refused, slot b is not written")
+	const slotB = "/dev/disk/by-partlabel/" + contract.RootB
+	// Apply writes a slot from its start: its first 64 MiB show any write.
+	before := d.sh("sudo head -c 64M " + slotB + " | sha256sum")
+	f.served.setDamaged(true)
+	out := d.fails("sudo nodectl update apply")
+	f.served.setDamaged(false)
+	if !strings.Contains(out, "the signed chunk index says") || !strings.Contains(out, "nothing was installed") {
+		t.Errorf("apply with a damaged chunk:\n%s", out)
+	}
+	if after := d.sh("sudo head -c 64M " + slotB + " | sha256sum"); after != before {
+		t.Errorf("the refused update wrote slot b")
+	}
+	if e := d.entries(); e != "nodebake-a.conf" {
+		t.Errorf("entries after the refused update: %s (want only slot a's)", e)
+	}
+	if left := d.sh("sudo find /efi/nodebake/b -type f 2>/dev/null || true"); left != "" {
+		t.Errorf("the refused update left on the ESP: %s", left)
+	}
+
+	t.Log("the server repaired: update to v2 from the registry, as a delta")
 	if out := d.sh("sudo nodectl update check"); !strings.Contains(out, "update available: "+f.name+" "+v2+" (running "+v1+") from "+f.source) ||
-		!strings.Contains(out, "channel "+f.source+": "+f.name+" "+v2+", counter ") {
+		!strings.Contains(out, "channel "+f.source+": "+f.name+" "+v2+", counter ") || !strings.Contains(out, "(delta: ") {
 		t.Fatalf("check:\n%s", out)
 	}
-	apply, blessed := updateToV2(d, f)
+	f.served.sent()
+	out, apply, blessed := updateToV2(d, f)
+	if !strings.Contains(out, "(delta: ") {
+		t.Errorf("apply of v2 did not download a delta:\n%s", out)
+	}
+	f.deltaSent(t, v2)
 	t.Logf("apply %v, reboot to blessed %v", apply.Round(time.Second), blessed.Round(time.Second))
 	if got := d.running(); got != "nodebake.slot=b "+v2 {
 		t.Fatalf("running %q, want slot b %s", got, v2)
@@ -456,10 +510,11 @@ func TestOTA(t *testing.T) {
 		t.Errorf("left on the ESP: %s", left)
 	}
 
-	t.Log("v3, whose boot assessment fails, installed whole by the automatic update unit, which reboots into it")
+	t.Log("v3, whose boot assessment fails, installed as a delta by the automatic update unit, which reboots into it")
 	if got := d.sh("systemctl is-enabled nodebake-update.timer; systemctl is-active nodebake-update.timer"); got != "enabled\nactive" {
 		t.Errorf("nodebake-update.timer: %q", got)
 	}
+	f.served.sent()
 	d.sh("sudo systemctl start --no-block nodebake-update.service")
 	// About a minute per try on an idle machine with 2 cores; far more
 	// when other VMs share them.
@@ -513,9 +568,11 @@ func TestOTA(t *testing.T) {
 	if out := d.fails("sudo nodectl update rollback"); !strings.Contains(out, "slot a failed to boot") {
 		t.Errorf("rollback to the failed slot:\n%s", out)
 	}
-	// The automatic run that installed v3 said so before it rebooted; the
-	// next one skips it.
-	if out := d.sh("sudo journalctl --no-pager -o cat -u nodebake-update.service"); !strings.Contains(out, "rebooting into "+v3) {
+	// The automatic run that installed v3, as a delta, said so before it
+	// rebooted; the next one skips it.
+	f.deltaSent(t, v3)
+	if out := d.sh("sudo journalctl --no-pager -o cat -u nodebake-update.service"); !strings.Contains(out, "slot a holds "+f.name+" "+v3+" and boots next") ||
+		!strings.Contains(out, "(delta: ") || !strings.Contains(out, "rebooting into "+v3) {
 		t.Errorf("nodebake-update.service's run before the trials:\n%s", out)
 	}
 	d.sh("sudo systemctl start nodebake-update.service")
@@ -537,14 +594,14 @@ func BenchmarkOTA(b *testing.B) {
 		b.Fatal(err)
 	}
 	var bundle int64
-	for _, name := range []string{ota.ManifestFile, ota.SignatureFile, ota.KernelFile, ota.InitrdFile, ota.RootFile} {
+	for _, name := range []string{ota.ManifestFile, ota.SignatureFile, ota.KernelFile, ota.InitrdFile, ota.RootIndexFile, ota.RootFile} {
 		bundle += size(b, filepath.Join(f.bundles[v2], name))
 	}
 	b.ReportMetric(float64(bundle)/1e6, "MB-bundle")
 	b.ReportMetric(float64(size(b, f.images[v2]))/1e6, "MB-image")
 	for i := 0; i < b.N; i++ {
 		d := newDevice(b, f)
-		apply, blessed := updateToV2(d, f)
+		_, apply, blessed := updateToV2(d, f)
 		b.ReportMetric(apply.Seconds(), "s-apply")
 		b.ReportMetric(blessed.Seconds(), "s-reboot-to-blessed")
 	}

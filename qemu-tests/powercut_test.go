@@ -368,7 +368,7 @@ func TestPowerCutESP(t *testing.T) {
 	// Slot a boots until slot b's new entry gets its name; then slot b,
 	// newer, sorts first. At the rename itself either may.
 	renamed := false
-	applyCuts, out := d.cutEach("apply", "nodectl update apply", "write root: done", func(_ int, sc string) string {
+	applyCuts, out := d.cutEach("apply", "nodectl update apply", "installing ", func(_ int, sc string) string {
 		switch {
 		case renamed:
 			return "b"

@@ -179,8 +179,17 @@ func updateCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: %w", from, err)
 	}
 	m := &b.Manifest
-	fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s, %s to download\n",
-		m.Name, m.Version, s.Running.Version, from, progress.MB(m.Root.Size+m.Kernel.Size+m.Initrd.Size))
+	if file != "" {
+		fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s\n", m.Name, m.Version, s.Running.Version, from)
+	} else {
+		src, _ := sourceFor(s, *source)
+		plan, err := src.Plan(ctx, b, seedOf(s), nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "update available: %s %s (running %s) from %s, %s to download\n",
+			m.Name, m.Version, s.Running.Version, from, describePlan(plan))
+	}
 	if _, err := checkData(s, m, false, stdout); err != nil {
 		fmt.Fprintf(stdout, "apply refuses it as it stands: %v\n", err)
 	}
@@ -288,7 +297,11 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		m := &head.Manifest
-		size := m.Root.Size + m.Kernel.Size + m.Initrd.Size
+		plan, err := src.Plan(ctx, head, seedOf(s), show)
+		if err != nil {
+			return err
+		}
+		size := plan.Full
 		parent := *downloads
 		if parent == "" {
 			parent = os.TempDir()
@@ -301,8 +314,8 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		fmt.Fprintf(stdout, "downloading %s %s (running %s) from %s: %s\n", m.Name, m.Version, s.Running.Version, src, progress.MB(size))
-		if b, err = src.Download(ctx, head, dir, show); err != nil {
+		fmt.Fprintf(stdout, "downloading %s %s (running %s) from %s: %s\n", m.Name, m.Version, s.Running.Version, src, describePlan(plan))
+		if b, err = src.DownloadPlan(ctx, head, dir, plan, show); err != nil {
 			return err
 		}
 	}
@@ -331,6 +344,23 @@ func updateApply(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "slot %s holds %s %s and boots next, on trial: unless it passes its boot assessment (nodebake-health) within 3 boots, slot %s (%s) boots again\nreboot to start it: sudo systemctl reboot\n",
 		target, m.Name, m.Version, active, s.Running.Version)
 	return nil
+}
+
+// seedOf is what the device already holds of an update: its running
+// slot's root (as long as its verity parameters say) and that slot's
+// kernel and initramfs.
+func seedOf(s *ota.Device) ota.Seed {
+	return ota.Seed{Root: s.Partition(s.Slot.RootPartUUID), Size: ota.RootSize(s.Slot.Verity), ESP: s.ESP(), Slot: s.Slot.Name}
+}
+
+// describePlan says how many bytes a download fetches, and whether as a
+// delta.
+func describePlan(p *ota.Plan) string {
+	if p.Delta {
+		return fmt.Sprintf("%s of %s (delta: %d of %d chunks of the root are fetched, the rest is on this device already)",
+			progress.MB(p.Fetch), progress.MB(p.Full), p.Missing, p.Chunks)
+	}
+	return fmt.Sprintf("%s (full download: %s)", progress.MB(p.Fetch), p.Why)
 }
 
 // checkRoom fails when dir's filesystem has less than need bytes free.

@@ -48,7 +48,9 @@ var Programs = []Tool{
 	// Tests: squashfs images in the layout the device expects, read back
 	{"mksquashfs", "squashfs-tools"},
 	{"unsquashfs", "squashfs-tools"},
-	{"sqfs2tar", "squashfs-tools-ng"}, // make bench: the root back as a tar, for a bare tar2sqfs run
+	// Bench: the root back as a tar, for a bare tar2sqfs run, and
+	// unpacked, changed and packed again for the delta sizes
+	{"sqfs2tar", "squashfs-tools-ng"},
 	// Tests: verity, partitions and file systems checked by Debian's own tools
 	{"veritysetup", "cryptsetup-bin"},
 	{"sgdisk", "gdisk"},

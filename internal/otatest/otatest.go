@@ -63,10 +63,15 @@ type Image struct {
 	// DataFormats, if set, is recorded in the root's manifest as the
 	// image builder records the formats its programs write.
 	DataFormats map[string]int
+	// Shared, if set, seeds the payload, kernel and initramfs instead of
+	// the name and version: images of different versions then differ
+	// only in their manifest and verity data, as a small update does
+	// (delta tests).
+	Shared string
 }
 
 // Build writes the image into dir and returns its path. Its content
-// depends only on Name and Version.
+// depends only on Name, Version and Shared.
 func (im Image) Build(t testing.TB, dir string) string {
 	t.Helper()
 	work := t.TempDir()
@@ -81,10 +86,14 @@ func (im Image) Build(t testing.TB, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seed, bootSeed := im.Name+im.Version, im.Version
+	if im.Shared != "" {
+		seed, bootSeed = im.Shared, im.Shared
+	}
 	root := filepath.Join(work, "tree")
 	for p, content := range map[string][]byte{
 		"usr/share/nodebake/manifest.json": mj,
-		"usr/lib/payload":                  Random(im.Name+im.Version+"payload", PayloadSize),
+		"usr/lib/payload":                  Random(seed+"payload", PayloadSize),
 	} {
 		p = filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -113,8 +122,8 @@ func (im Image) Build(t testing.TB, dir string) string {
 		contract.BootLoader: []byte("MZ stands in for systemd-boot"),
 		contract.LoaderConf: []byte("timeout 0\n"),
 		contract.EntriesDir + "/" + contract.EntryName("a"): contract.EntryConf(im.Name, im.Version, KernelArgs, slot),
-		contract.SlotDir("a") + "/" + contract.KernelFile:   Random(im.Version+"kernel", KernelSize),
-		contract.SlotDir("a") + "/" + contract.InitrdFile:   Random(im.Version+"initrd", InitrdSize),
+		contract.SlotDir("a") + "/" + contract.KernelFile:   Random(bootSeed+"kernel", KernelSize),
+		contract.SlotDir("a") + "/" + contract.InitrdFile:   Random(bootSeed+"initrd", InitrdSize),
 	}, time.Unix(0, 0)); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nodebake/nodebake/contract"
 	"github.com/nodebake/nodebake/internal/atomicfile"
+	"github.com/nodebake/nodebake/internal/chunkindex"
 	"github.com/nodebake/nodebake/internal/disk"
 	"github.com/nodebake/nodebake/internal/verity"
 	"github.com/nodebake/nodebake/ota"
@@ -52,6 +54,9 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 	defer f.Close()
 	m := src.manifest
 	if m.Root, m.RootFS, m.VerityData, err = src.root(ctx, f, stage, progress); err != nil {
+		return nil, err
+	}
+	if m.RootIndex, err = writeIndex(ctx, stage, m.Root.Size, progress); err != nil {
 		return nil, err
 	}
 	esp, err := fat32.Read(file.New(f, true), src.esp.Size, src.esp.Start, 512)
@@ -95,6 +100,27 @@ func Create(ctx context.Context, image string, key ed25519.PrivateKey, dir strin
 		return nil, err
 	}
 	return ota.Open(dir)
+}
+
+// writeIndex cuts dir's root.img into chunks and writes their index,
+// root.idx, beside it: what a device needs to fetch only the chunks it
+// lacks.
+func writeIndex(ctx context.Context, dir string, size int64, progress ota.Progress) (*ota.File, error) {
+	f, err := os.Open(filepath.Join(dir, ota.RootFile))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	x, err := chunkindex.Build(ctx, f, size, chunkindex.Default, func(done int64) { progress.Report("chunk index", done, size) })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ota.RootFile, err)
+	}
+	b := x.Encode()
+	if err := atomicfile.Write(filepath.Join(dir, ota.RootIndexFile), b, 0o644); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	return &ota.File{Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // imageSource is what Create reads from an image before copying anything.

@@ -36,7 +36,7 @@ func TestCreateFromImage(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := ota.FileNames()
+	want := b.FileNames()
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("bundle directory holds %v, want %v", names, want)

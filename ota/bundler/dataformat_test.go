@@ -22,7 +22,7 @@ func TestBundleCarriesDataFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Manifest.Format != 2 || b.Manifest.DataFormats[contract.FulcrumDB] != 2 {
+	if b.Manifest.Format != ota.Format || b.Manifest.DataFormats[contract.FulcrumDB] != 2 {
 		t.Errorf("manifest: format %d, data formats %v", b.Manifest.Format, b.Manifest.DataFormats)
 	}
 	if raw := string(otatest.ReadFile(t, filepath.Join(dir, ota.ManifestFile))); !strings.Contains(raw, `"data_formats": {`) || !strings.Contains(raw, `"fulcrum-db": 2`) {

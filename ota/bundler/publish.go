@@ -67,7 +67,7 @@ func Publish(ctx context.Context, b *ota.Bundle, ref string, s Signer, progress 
 			annotationCompatible: b.Manifest.Compatible,
 		},
 	}
-	for _, f := range append(ota.FileNames(), ota.ChannelFile, ota.ChannelSignatureFile, ota.RotationsFile) {
+	for _, f := range append(b.FileNames(), ota.ChannelFile, ota.ChannelSignatureFile, ota.RotationsFile) {
 		l := &fileLayer{b: b, name: f}
 		switch f {
 		case ota.ChannelFile, ota.ChannelSignatureFile, ota.RotationsFile:
@@ -188,7 +188,7 @@ func PublishDir(ctx context.Context, b *ota.Bundle, dir string, s Signer, progre
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, f := range []string{ota.KernelFile, ota.InitrdFile, ota.RootFile} {
+	for _, f := range b.Manifest.Files() {
 		r, size, err := b.OpenFile(f)
 		if err != nil {
 			return err

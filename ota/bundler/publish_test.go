@@ -110,7 +110,7 @@ func TestPublish(t *testing.T) {
 	if m.Annotations["org.opencontainers.image.version"] != "2.0.0" || m.Annotations["dev.nodebake.compatible"] != testName {
 		t.Errorf("manifest annotations: %v", m.Annotations)
 	}
-	files := append(ota.FileNames(), ota.ChannelFile, ota.ChannelSignatureFile)
+	files := append(b.FileNames(), ota.ChannelFile, ota.ChannelSignatureFile)
 	if len(m.Layers) != len(files) {
 		t.Fatalf("%d layers, want %d", len(m.Layers), len(files))
 	}
@@ -119,7 +119,7 @@ func TestPublish(t *testing.T) {
 			t.Errorf("layer %d: %s titled %q, want %s for %s", i, l.MediaType, l.Annotations["org.opencontainers.image.title"], ota.MediaType(files[i]), files[i])
 		}
 	}
-	if root := m.Layers[len(ota.FileNames())-1]; root.Digest.Hex != b.Manifest.Root.SHA256 || root.Size != b.Manifest.Root.Size {
+	if root := m.Layers[len(b.FileNames())-1]; root.Digest.Hex != b.Manifest.Root.SHA256 || root.Size != b.Manifest.Root.Size {
 		t.Errorf("root layer %s (%d bytes), manifest says %s (%d bytes)", root.Digest, root.Size, b.Manifest.Root.SHA256, b.Manifest.Root.Size)
 	}
 }

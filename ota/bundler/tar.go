@@ -23,7 +23,7 @@ func WriteTar(b *ota.Bundle, path string) error {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	for _, name := range ota.FileNames() {
+	for _, name := range b.FileNames() {
 		r, size, err := open(b, name)
 		if err != nil {
 			return err
