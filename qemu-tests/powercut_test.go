@@ -264,7 +264,9 @@ func espFiles(img string) string {
 }
 
 var (
-	cutCmdline = regexp.MustCompile(`Kernel command line: ([^\r\n]*)`)
+	// The whole line: the console arrives in pieces, and a line's start
+	// alone would match too.
+	cutCmdline = regexp.MustCompile(`Kernel command line: ([^\r\n]*)\r?\n`)
 	cutInit    = regexp.MustCompile(`systemd\[1\]|Welcome to`)
 )
 
