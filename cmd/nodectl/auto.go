@@ -73,7 +73,7 @@ func updateAuto(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	run := autoRun{Checked: now()}
-	result, err := autoStep(ctx, *root, sched, now, stdout)
+	result, rebootNow, err := autoStep(ctx, *root, sched, now, stdout)
 	run.Result = result
 	if err != nil {
 		run.Result, run.Failed = err.Error(), true
@@ -82,7 +82,7 @@ func updateAuto(ctx context.Context, args []string, stdout io.Writer) error {
 	if werr := writeAutoRun(*root, run); werr != nil && err == nil {
 		err = werr
 	}
-	if err == nil && strings.HasPrefix(result, rebooting) {
+	if err == nil && rebootNow {
 		if err = reboot(); err != nil {
 			run.Result, run.Failed = err.Error(), true
 			_ = writeAutoRun(*root, run) // the error at hand says more
@@ -91,84 +91,95 @@ func updateAuto(ctx context.Context, args []string, stdout io.Writer) error {
 	return err
 }
 
-// rebooting starts the result of a run that ends in a reboot.
-const rebooting = "rebooting into "
-
-// autoStep decides and does one run's work, and says what it did in one
-// line.
-func autoStep(ctx context.Context, root string, sched contract.Schedule, now func() time.Time, stdout io.Writer) (string, error) {
+// autoStep decides and does one run's work, says what it did in one line,
+// and whether the device reboots now.
+func autoStep(ctx context.Context, root string, sched contract.Schedule, now func() time.Time, stdout io.Writer) (string, bool, error) {
 	if until, paused, err := pausedUntil(root, now()); err != nil {
-		return "", err
+		return "", false, err
 	} else if paused {
 		if until.IsZero() {
-			return "paused: nothing checked (nodectl update resume turns automatic updates back on)", nil
+			return "paused: nothing checked (nodectl update resume turns automatic updates back on)", false, nil
 		}
-		return fmt.Sprintf("paused until %s: nothing checked", until.Format(time.RFC3339)), nil
+		return fmt.Sprintf("paused until %s: nothing checked", until.Format(time.RFC3339)), false, nil
 	}
 	s, unlock, err := load(root)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	other := ota.Other(s.Slot.Name)
+	result, install, err := autoDecide(ctx, s, stdout)
+	// apply takes the lock itself and checks everything again.
+	unlock()
+	if err != nil || install == "" {
+		if result == "" && err == nil {
+			// A slot an earlier run installed waits to be booted.
+			return rebootOrWait(sched, now(), installedVersion(s))
+		}
+		return result, false, err
+	}
+	dl := filepath.Join(root, autoDownloads)
+	if err := os.MkdirAll(dl, 0o700); err != nil {
+		return "", false, err
+	}
+	if err := updateApply(ctx, []string{"-root", root, "-download-dir", dl}, stdout); err != nil {
+		return "", false, err
+	}
+	return rebootOrWait(sched, now(), install)
+}
+
+// autoDecide looks, under the update lock, at what the device and its
+// source say. It returns the version to install, or why nothing is
+// installed; neither when a slot installed earlier waits to be booted.
+func autoDecide(ctx context.Context, s *ota.Device, stdout io.Writer) (result, install string, err error) {
 	if e, ok := ota.SlotEntry(s.Entries, s.Slot.Name); ok && e.State() == ota.Pending {
-		unlock()
-		return fmt.Sprintf("this boot of %s is on trial: nothing is installed until its boot assessment keeps it", s.Running.Version), nil
+		return fmt.Sprintf("this boot of %s is on trial: nothing is installed until its boot assessment keeps it", s.Running.Version), "", nil
 	}
-	// A slot installed by an earlier run, outside its window, waits to be
-	// booted.
-	if next, ok := ota.NextBoot(s.Entries); ok && next.Slot == other && next.State() == ota.Pending {
-		unlock()
-		return rebootOrWait(sched, now(), next.Version), nil
+	if installedVersion(s) != "" {
+		return "", "", nil
 	}
 	src := s.Source
 	if src.IsZero() {
-		unlock()
-		return "", errors.New("this image names no update source (update.source in image.yaml)")
+		return "", "", errors.New("this image names no update source (update.source in image.yaml)")
 	}
 	head, err := fetch(ctx, s, src, stdout)
 	if err != nil {
-		unlock()
-		return "", err
+		return "", "", err
 	}
 	p, err := s.Policy(false, false)
 	if err != nil {
-		unlock()
-		return "", err
+		return "", "", err
 	}
 	m := &head.Manifest
 	if err := ota.VerifyManifest(head, p); err != nil {
-		unlock()
 		switch {
 		case offersNothingNewer(s, head, p):
-			return fmt.Sprintf("up to date: %s offers %s, this device runs %s", src, m.Version, s.Running.Version), nil
+			return fmt.Sprintf("up to date: %s offers %s, this device runs %s", src, m.Version, s.Running.Version), "", nil
 		case slices.Contains(s.Failed, m.Version):
-			return fmt.Sprintf("skipped %s: it failed to boot here before (install it by hand with nodectl update apply -retry-failed)", m.Version), nil
+			return fmt.Sprintf("skipped %s: it failed to boot here before (install it by hand with nodectl update apply -retry-failed)", m.Version), "", nil
 		}
-		return "", fmt.Errorf("%s: %w", src, err)
+		return "", "", fmt.Errorf("%s: %w", src, err)
 	}
 	if _, err := checkData(s, m, false, io.Discard); err != nil {
-		unlock()
-		return fmt.Sprintf("held back %s: %v (install it by hand: nodectl update apply)", m.Version, err), nil
+		return fmt.Sprintf("held back %s: %v (install it by hand: nodectl update apply)", m.Version, err), "", nil
 	}
-	// apply takes the lock itself and checks everything again.
-	unlock()
-	dl := filepath.Join(root, autoDownloads)
-	if err := os.MkdirAll(dl, 0o700); err != nil {
-		return "", err
+	return "", m.Version, nil
+}
+
+// installedVersion is the version in the other slot when that slot boots
+// next, on trial: installed by an earlier run, outside its window.
+func installedVersion(s *ota.Device) string {
+	if next, ok := ota.NextBoot(s.Entries); ok && next.Slot == ota.Other(s.Slot.Name) && next.State() == ota.Pending {
+		return next.Version
 	}
-	if err := updateApply(ctx, []string{"-root", root, "-download-dir", dl}, stdout); err != nil {
-		return "", err
-	}
-	return rebootOrWait(sched, now(), m.Version), nil
+	return ""
 }
 
 // rebootOrWait says whether an installed version boots now, inside the
 // window, or at the next one.
-func rebootOrWait(sched contract.Schedule, now time.Time, version string) string {
+func rebootOrWait(sched contract.Schedule, now time.Time, version string) (string, bool, error) {
 	if _, _, ok := sched.Window(now); ok {
-		return rebooting + version + " (installed, on trial)"
+		return "rebooting into " + version + " (installed, on trial)", true, nil
 	}
-	return fmt.Sprintf("%s installed: it boots when the next window opens, %s (or at any reboot)", version, sched.Next(now).Format(time.RFC3339))
+	return fmt.Sprintf("%s installed: it boots when the next window opens, %s (or at any reboot)", version, sched.Next(now).Format(time.RFC3339)), false, nil
 }
 
 // readSchedule reads the image's update window.
